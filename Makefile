@@ -1,0 +1,60 @@
+# Brook's two commands: `make run` (serve the demo, no services needed) and `make test` (lint, types, tests).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint typecheck pytest install install-dev migrate clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.base-installed: requirements/base.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements/base.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements/base.txt requirements/dev.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	touch $@ $(VENV)/.base-installed
+
+install: $(VENV)/.base-installed
+install-dev: $(VENV)/.dev-installed
+
+# make run: local development server. DEBUG defaults to on here (and only here); SQLite, in-memory layer, demo agent.
+run: export DEBUG := $(if $(DEBUG),$(DEBUG),1)
+run: $(VENV)/.base-installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py brook_setup
+	@echo ""
+	@echo "  Brook demo page: http://$(HOST):$(PORT)/"
+	@echo "  Admin:           http://$(HOST):$(PORT)/admin/"
+	@echo "  API docs:        http://$(HOST):$(PORT)/api/docs/"
+	@echo ""
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) config.asgi:application
+
+# make test: everything CI checks. DEBUG=1 only lets settings load with the development SECRET_KEY; Django's test
+# runner turns DEBUG off while tests run.
+test: export DEBUG := 1
+test: $(VENV)/.dev-installed lint typecheck pytest
+
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: export DEBUG := 1
+typecheck: $(VENV)/.dev-installed
+	$(VENV)/bin/mypy .
+
+pytest: export DEBUG := 1
+pytest: $(VENV)/.dev-installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+migrate: export DEBUG := $(if $(DEBUG),$(DEBUG),1)
+migrate: $(VENV)/.base-installed
+	$(PY) manage.py migrate --noinput
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from chat.models import ChatSession, Message, ThoughtStep
+
+
+class ReadOnlyInline:
+    """Inlines that show history: nothing to add or delete by hand."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class MessageInline(ReadOnlyInline, admin.TabularInline[Message, ChatSession]):
+    model = Message
+    fk_name = "session"
+    fields = readonly_fields = ("created_at", "role", "status", "content", "error_code", "duration_ms")
+    ordering = ["created_at", "id"]
+
+
+class ThoughtStepInline(ReadOnlyInline, admin.TabularInline[ThoughtStep, Message]):
+    model = ThoughtStep
+    fields = readonly_fields = ("index", "kind", "title", "detail", "status", "started_at", "duration_ms", "metadata")
+    ordering = ["index"]
+    show_change_link = False
+
+
+@admin.register(ChatSession)
+class ChatSessionAdmin(admin.ModelAdmin[ChatSession]):
+    list_display = ["id", "tenant", "visitor_id", "created_at", "last_activity_at"]
+    list_filter = ["tenant"]
+    search_fields = ["id", "visitor_id"]
+    readonly_fields = ["id", "tenant", "visitor_id", "created_at", "last_activity_at"]
+    list_select_related = ["tenant"]
+    date_hierarchy = "created_at"
+    inlines = [MessageInline]
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin[Message]):
+    list_display = ["id", "session", "role", "status", "error_code", "model", "duration_ms", "created_at"]
+    list_filter = ["role", "status", "session__tenant"]
+    search_fields = ["id", "content", "client_message_id", "session__id"]
+    readonly_fields = [
+        "id",
+        "session",
+        "role",
+        "reply_to",
+        "client_message_id",
+        "status",
+        "error_code",
+        "error_message",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "time_to_first_token_ms",
+        "duration_ms",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "updated_at",
+    ]
+    fields = ["content", "reasoning", *readonly_fields]
+    list_select_related = ["session"]
+    date_hierarchy = "created_at"
+    inlines = [ThoughtStepInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return super().get_queryset(request).select_related("session__tenant")
+
+
+@admin.register(ThoughtStep)
+class ThoughtStepAdmin(admin.ModelAdmin[ThoughtStep]):
+    list_display = ["message", "index", "kind", "title", "status", "duration_ms", "started_at"]
+    list_filter = ["kind", "status"]
+    search_fields = ["title", "message__id"]
+    raw_id_fields = ["message"]
+    list_select_related = ["message"]

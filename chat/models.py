@@ -1,0 +1,142 @@
+"""Chat sessions, their messages and each assistant message's thought steps (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from tenants.models import Tenant
+
+
+class ChatSession(models.Model):
+    """One visitor's conversation with one tenant's assistant; the session token is bound to it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="sessions")
+    visitor_id = models.CharField(max_length=128, blank=True, help_text="The widget's stable per-browser id.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_activity_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-last_activity_at"]
+        indexes = [
+            models.Index(fields=["tenant", "-last_activity_at"], name="session_tenant_activity"),
+            models.Index(fields=["tenant", "visitor_id"], name="session_tenant_visitor"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.id}"
+
+
+class Role(models.TextChoices):
+    USER = "user", "User"
+    ASSISTANT = "assistant", "Assistant"
+
+
+class MessageStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed", "Failed"
+    INTERRUPTED = "interrupted", "Interrupted"
+
+
+TERMINAL_STATUSES = frozenset(
+    {MessageStatus.COMPLETED, MessageStatus.CANCELLED, MessageStatus.FAILED, MessageStatus.INTERRUPTED}
+)
+
+
+class Message(models.Model):
+    """A user's message or the assistant's reply to one; a reply carries its reasoning, steps, usage and timings."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    reply_to = models.OneToOneField(
+        "self",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="reply",
+        help_text="For an assistant message: the user message it answers.",
+    )
+    content = models.TextField(blank=True)
+    reasoning = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=MessageStatus.choices, default=MessageStatus.COMPLETED)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    client_message_id = models.CharField(
+        max_length=128, blank=True, help_text="The client's idempotency key, unique within the session when set."
+    )
+    model = models.CharField(max_length=200, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, help_text="Orders the conversation.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "client_message_id"],
+                condition=~models.Q(client_message_id=""),
+                name="message_client_id_per_session",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["session", "created_at"], name="message_session_created"),
+            models.Index(fields=["status", "updated_at"], name="message_status_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class StepKind(models.TextChoices):
+    THINKING = "thinking", "Thinking"
+    DECISION = "decision", "Decision"
+    TOOL_CALL = "tool_call", "Tool call"
+    TOOL_RESULT = "tool_result", "Tool result"
+    REASONING = "reasoning", "Reasoning"
+    MODEL_CALL = "model_call", "Model call"
+    RESULT = "result", "Result"
+
+
+class StepStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class ThoughtStep(models.Model):
+    """One visible step of an assistant reply (analyzing, deciding, calling a tool, reasoning, answering)."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="steps")
+    index = models.PositiveIntegerField(help_text="0, 1, 2, … in the order the agent started the steps.")
+    kind = models.CharField(max_length=32, choices=StepKind.choices)
+    title = models.CharField(max_length=200)
+    detail = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.RUNNING)
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["message", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "index"], name="thought_step_index_per_message"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.index}. {self.title}"

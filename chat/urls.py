@@ -1,0 +1,9 @@
+from django.urls import path
+
+from chat import apis
+
+urlpatterns = [
+    path("sessions", apis.SessionCreateApi.as_view(), name="session-create"),
+    path("sessions/<str:session_id>", apis.SessionDetailApi.as_view(), name="session-detail"),
+    path("sessions/<str:session_id>/messages", apis.MessageCreateApi.as_view(), name="message-create"),
+]

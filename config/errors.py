@@ -1,0 +1,143 @@
+"""Brook's API error contract: every error is a 4xx/5xx JSON body ``{"code", "message"}`` (docs/api.md).
+
+Codes are stable strings that clients may switch on; messages are for people. Views raise ``ApiError`` (or DRF's own
+exceptions, translated here) and never build error bodies by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class ErrorCode(StrEnum):
+    """Every error code Brook answers with; docs/api.md describes each."""
+
+    # From the streaming plan (seed 004).
+    STREAM_CONNECTION_FAILED = "STREAM_001"
+    STREAM_NOT_AUTHORIZED = "STREAM_002"
+    STREAM_INVALID_PARAMETERS = "STREAM_003"
+    STREAM_TIMEOUT = "STREAM_004"
+    STREAM_FALLBACK = "STREAM_005"
+    # Brook's own.
+    INVALID_JSON = "INVALID_JSON"
+    INVALID_INPUT = "INVALID_INPUT"
+    MESSAGE_TOO_LONG = "MESSAGE_TOO_LONG"
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    AUTH_REQUIRED = "AUTH_REQUIRED"
+    AUTH_INVALID = "AUTH_INVALID"
+    AUTH_EXPIRED = "AUTH_EXPIRED"
+    TENANT_NOT_FOUND = "TENANT_NOT_FOUND"
+    SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
+    MESSAGE_NOT_FOUND = "MESSAGE_NOT_FOUND"
+    NOT_FOUND = "NOT_FOUND"
+    FORBIDDEN = "FORBIDDEN"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    RATE_LIMITED = "RATE_LIMITED"
+    AGENT_ERROR = "AGENT_ERROR"
+    UNHEALTHY = "UNHEALTHY"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class ApiError(exceptions.APIException):
+    """An error with a stable code, raised by views and services and rendered as ``{"code", "message"}``."""
+
+    def __init__(
+        self, code: ErrorCode, message: str, *, status_code: int = 400, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(detail=message, code=code.value)
+        self.status_code = status_code
+        self.error_code = code
+        self.message = message
+        self.details = details
+
+
+def error_body(code: ErrorCode, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code.value, "message": message}
+    if details:
+        body["details"] = details
+    return body
+
+
+def _first_message(detail: Any) -> str:
+    """The first human-readable message in a DRF validation detail (dict, list or string)."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            inner = _first_message(value)
+            return inner if key == "non_field_errors" else f"{key}: {inner}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+_DRF_CODES: list[tuple[type[exceptions.APIException], ErrorCode]] = [
+    (exceptions.ParseError, ErrorCode.INVALID_JSON),
+    (exceptions.UnsupportedMediaType, ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+    (exceptions.NotAuthenticated, ErrorCode.AUTH_REQUIRED),
+    (exceptions.AuthenticationFailed, ErrorCode.AUTH_INVALID),
+    (exceptions.NotFound, ErrorCode.NOT_FOUND),
+    (exceptions.PermissionDenied, ErrorCode.FORBIDDEN),
+    (exceptions.MethodNotAllowed, ErrorCode.METHOD_NOT_ALLOWED),
+    (exceptions.Throttled, ErrorCode.RATE_LIMITED),
+    (exceptions.ValidationError, ErrorCode.INVALID_INPUT),
+]
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's exception handler, rewritten into Brook's ``{"code", "message"}`` body."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        # Not an API exception: let Django log it and answer 500 through handler500.
+        return None
+    if isinstance(exc, ApiError):
+        response.data = error_body(exc.error_code, exc.message, exc.details)
+    else:
+        _rewrite(exc, response)
+    if response.status_code == status.HTTP_401_UNAUTHORIZED:
+        response["WWW-Authenticate"] = 'Bearer realm="brook"'
+    return response
+
+
+def _rewrite(exc: exceptions.APIException, response: Response) -> None:
+    code = next((c for kind, c in _DRF_CODES if isinstance(exc, kind)), ErrorCode.INVALID_INPUT)
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = error_body(code, _first_message(exc.detail), {"fields": exc.detail})
+    elif isinstance(exc, exceptions.ParseError):
+        response.data = error_body(code, "The request body is not valid JSON.")
+    else:
+        response.data = error_body(code, str(exc.detail))
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        response.status_code = status.HTTP_401_UNAUTHORIZED
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler404: unknown API URLs answer in the API's JSON format; pages keep Django's HTML."""
+    if _is_api(request):
+        return JsonResponse(error_body(ErrorCode.NOT_FOUND, "Nothing is here."), status=404)
+    return defaults.page_not_found(request, exception or Http404())
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: the last resort; the traceback goes to the log, never to the client."""
+    if _is_api(request):
+        return JsonResponse(error_body(ErrorCode.INTERNAL_ERROR, "Brook hit an unexpected error."), status=500)
+    return defaults.server_error(request)

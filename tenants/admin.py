@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from tenants.models import Tenant
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin[Tenant]):
+    """Tenants with their rollout flags editable right in the list."""
+
+    list_display = [
+        "name",
+        "public_key",
+        "is_active",
+        "streaming_enabled",
+        "streaming_percentage",
+        "agent",
+        "messages_per_minute",
+        "updated_at",
+    ]
+    list_editable = ["streaming_enabled", "streaming_percentage"]
+    list_filter = ["is_active", "streaming_enabled", "agent"]
+    search_fields = ["name", "slug", "public_key"]
+    readonly_fields = ["created_at", "updated_at"]
+    prepopulated_fields = {"slug": ["name"]}
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "public_key", "is_active", "allowed_origins"]}),
+        ("Streaming", {"fields": ["streaming_enabled", "streaming_percentage", "agent"]}),
+        ("Limits", {"fields": ["messages_per_minute", "max_stream_seconds", "max_message_length"]}),
+        ("History", {"fields": ["created_at", "updated_at"]}),
+    ]

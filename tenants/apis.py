@@ -1,0 +1,70 @@
+"""The widget's configuration endpoint (docs/api.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat.serializers import ErrorSerializer
+from config.errors import ApiError, ErrorCode
+from tenants.models import Tenant
+from tenants.selectors import tenant_get_active
+
+# Where each way of talking to Brook lives; `{session_id}` and `{message_id}` are filled in by the widget.
+ENDPOINT_PATHS = {
+    "sessions": "/api/v1/sessions",
+    "chat": "/api/v1/sessions/{session_id}/messages",
+    "history": "/api/v1/sessions/{session_id}",
+    "poll": "/api/v1/messages/{message_id}",
+    "stream": "/api/v1/messages/{message_id}/stream",
+    "websocket": "/ws/v1/sessions/{session_id}",
+}
+
+
+def widget_config(*, tenant: Tenant, request: Request) -> dict[str, Any]:
+    """What the widget needs to start: who the tenant is, its features, where to talk to and its limits."""
+    http_base = f"{request.scheme}://{request.get_host()}"
+    ws_base = ("wss" if request.is_secure() else "ws") + f"://{request.get_host()}"
+    return {
+        "tenant": {"name": tenant.name, "public_key": tenant.public_key},
+        "features": {
+            "streaming_enabled": tenant.streaming_enabled,
+            "streaming_percentage": tenant.streaming_percentage,
+        },
+        "endpoints": {
+            name: (ws_base if name == "websocket" else http_base) + path for name, path in ENDPOINT_PATHS.items()
+        },
+        "limits": {
+            "messages_per_minute": tenant.messages_per_minute,
+            "max_stream_seconds": tenant.max_stream_seconds,
+            "max_message_length": tenant.max_message_length,
+        },
+    }
+
+
+class WidgetConfigApi(APIView):
+    """``GET /api/v1/widget/config?tenant=<public key>``: the widget's start-up configuration."""
+
+    class OutputSerializer(serializers.Serializer[Any]):
+        tenant = serializers.DictField()
+        features = serializers.DictField()
+        endpoints = serializers.DictField(child=serializers.CharField())
+        limits = serializers.DictField(child=serializers.IntegerField())
+
+    @extend_schema(
+        parameters=[OpenApiParameter("tenant", str, required=True, description="The tenant's public key.")],
+        responses={200: OutputSerializer, 400: OpenApiResponse(ErrorSerializer), 404: OpenApiResponse(ErrorSerializer)},
+    )
+    def get(self, request: Request) -> Response:
+        key = request.query_params.get("tenant", "")
+        if not key:
+            raise ApiError(ErrorCode.INVALID_INPUT, "tenant: the tenant's public key is required.")
+        tenant = tenant_get_active(public_key=key)
+        if tenant is None:
+            raise ApiError(ErrorCode.TENANT_NOT_FOUND, "No active tenant has this key.", status_code=404)
+        return Response(widget_config(tenant=tenant, request=request))

@@ -1,0 +1,105 @@
+"""`manage.py tenants create|list|set`: manage tenants from scripts, without the admin (docs/tenants.md)."""
+
+from __future__ import annotations
+
+import json
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from tenants.models import Agent, Tenant
+from tenants.services import EDITABLE_FIELDS, tenant_create, tenant_update
+
+_BOOLEAN_FIELDS = {"is_active", "streaming_enabled"}
+_INTEGER_FIELDS = {"streaming_percentage", "messages_per_minute", "max_stream_seconds", "max_message_length"}
+
+
+def tenant_json(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "id": tenant.pk,
+        "name": tenant.name,
+        "slug": tenant.slug,
+        "public_key": tenant.public_key,
+        "is_active": tenant.is_active,
+        "allowed_origins": tenant.allowed_origins,
+        "streaming_enabled": tenant.streaming_enabled,
+        "streaming_percentage": tenant.streaming_percentage,
+        "agent": tenant.agent,
+        "messages_per_minute": tenant.messages_per_minute,
+        "max_stream_seconds": tenant.max_stream_seconds,
+        "max_message_length": tenant.max_message_length,
+    }
+
+
+def parse_assignment(assignment: str) -> tuple[str, Any]:
+    """``field=value`` → (field, typed value); origins take a comma-separated list."""
+    field, sep, raw = assignment.partition("=")
+    if not sep:
+        raise CommandError(f"{assignment!r} is not field=value.")
+    if field not in EDITABLE_FIELDS:
+        raise CommandError(f"{field!r} cannot be set; editable fields: {', '.join(EDITABLE_FIELDS)}.")
+    if field in _BOOLEAN_FIELDS:
+        lowered = raw.strip().lower()
+        if lowered not in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
+            raise CommandError(f"{field} takes true or false, not {raw!r}.")
+        return field, lowered in {"true", "1", "yes", "on"}
+    if field in _INTEGER_FIELDS:
+        try:
+            return field, int(raw)
+        except ValueError:
+            raise CommandError(f"{field} takes a whole number, not {raw!r}.") from None
+    if field == "allowed_origins":
+        return field, [item.strip() for item in raw.split(",") if item.strip()]
+    return field, raw
+
+
+def _validation_message(error: ValidationError) -> str:
+    if hasattr(error, "message_dict"):
+        return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in error.message_dict.items())
+    return " ".join(error.messages)
+
+
+class Command(BaseCommand):
+    help = "Create, list and change tenants. Output is JSON."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True, parser_class=ArgumentParser)
+        create = actions.add_parser("create", help="Create a tenant and print it with its public key.")
+        create.add_argument("--name", required=True)
+        create.add_argument("--origins", nargs="*", default=[], metavar="URL", help="Allowed widget origins.")
+        create.add_argument("--streaming-percentage", type=int, default=None, metavar="P")
+        create.add_argument("--streaming", action="store_true", help="Enable streaming (default on when P > 0).")
+        create.add_argument("--agent", choices=Agent.values, default=Agent.DEMO)
+        actions.add_parser("list", help="List all tenants.")
+        change = actions.add_parser("set", help="Change fields: tenants set KEY field=value ...")
+        change.add_argument("public_key")
+        change.add_argument("assignments", nargs="+", metavar="field=value")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        action = options["action"]
+        try:
+            if action == "create":
+                percentage = options["streaming_percentage"]
+                tenant = tenant_create(
+                    name=options["name"],
+                    allowed_origins=options["origins"],
+                    streaming_enabled=options["streaming"] or bool(percentage),
+                    streaming_percentage=percentage or 0,
+                    agent=options["agent"],
+                )
+                self._print(tenant_json(tenant))
+            elif action == "list":
+                self._print([tenant_json(tenant) for tenant in Tenant.objects.order_by("id")])
+            else:
+                found = Tenant.objects.filter(public_key=options["public_key"]).first()
+                if found is None:
+                    raise CommandError(f"No tenant has public key {options['public_key']!r}.")
+                changes = dict(parse_assignment(item) for item in options["assignments"])
+                self._print(tenant_json(tenant_update(tenant=found, **changes)))
+        except ValidationError as error:
+            raise CommandError(_validation_message(error)) from None
+
+    def _print(self, data: Any) -> None:
+        self.stdout.write(json.dumps(data, indent=2))

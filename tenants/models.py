@@ -1,0 +1,112 @@
+"""Tenants: Brook's SaaS customers, their widget key, feature flags and limits (docs/tenants.md)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+def new_public_key() -> str:
+    """An unguessable widget key (the seeds' ``tenant_hash``): 128 random bits, URL-safe."""
+    return secrets.token_urlsafe(16)
+
+
+def normalize_origin(value: str) -> str:
+    """``https://Example.com:443/`` → ``https://example.com``; raises ValidationError for anything but an origin."""
+    candidate = value.strip()
+    parts = urlsplit(candidate)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValidationError(f"{value!r} is not an origin like https://example.com.", code="invalid_origin")
+    if parts.path not in {"", "/"} or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValidationError(f"{value!r} must be an origin only: scheme, host and port.", code="invalid_origin")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValidationError(f"{value!r} has an invalid port.", code="invalid_origin") from None
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + ("" if port in (None, default_port) else f":{port}")
+
+
+def validate_origins(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError("Allowed origins must be a list of strings.", code="invalid_origins")
+    for item in value:
+        normalize_origin(item)
+
+
+class Agent(models.TextChoices):
+    """The agents a tenant can run; more come with the providers issue."""
+
+    DEMO = "demo", "Demo agent (no network)"
+
+
+class Tenant(models.Model):
+    """A SaaS customer: its widget key, allowed origins, streaming flags, agent and limits."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    public_key = models.CharField(
+        max_length=64,
+        unique=True,
+        default=new_public_key,
+        help_text="The widget's data-tenant value (the seeds' tenant_hash). Public, unguessable.",
+    )
+    is_active = models.BooleanField(default=True, help_text="Inactive tenants' widgets get 404 everywhere.")
+    allowed_origins = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_origins],
+        help_text='Origins allowed to embed the widget, e.g. ["https://shop.example.com"].',
+    )
+    streaming_enabled = models.BooleanField(default=False)
+    streaming_percentage = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Share of visitors (0-100) who get streaming while it is enabled.",
+    )
+    agent = models.CharField(max_length=32, choices=Agent.choices, default=Agent.DEMO)
+    messages_per_minute = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1)], help_text="Messages per minute per session."
+    )
+    max_stream_seconds = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(3600)], help_text="A reply's time limit."
+    )
+    max_message_length = models.PositiveIntegerField(
+        default=8000,
+        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        help_text="Longest visitor message, in characters.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(streaming_percentage__lte=100), name="tenant_streaming_percentage_0_100"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(messages_per_minute__gte=1), name="tenant_messages_per_minute_min"
+            ),
+            models.CheckConstraint(condition=models.Q(max_stream_seconds__gte=1), name="tenant_max_stream_seconds_min"),
+            models.CheckConstraint(condition=models.Q(max_message_length__gte=1), name="tenant_max_message_length_min"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        if isinstance(self.allowed_origins, list):
+            try:
+                self.allowed_origins = sorted({normalize_origin(origin) for origin in self.allowed_origins})
+            except ValidationError as error:
+                raise ValidationError({"allowed_origins": error}) from None

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from tenants import apis
+
+urlpatterns = [
+    path("widget/config", apis.WidgetConfigApi.as_view(), name="widget-config"),
+]

@@ -1,0 +1,88 @@
+"""Fixtures shared by every test: tenants, an API client, sessions, and a demo agent with no pauses."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from pytest_django import Settings
+from rest_framework.test import APIClient
+
+from tenants.models import Tenant
+from tenants.services import tenant_create
+
+
+@pytest.fixture(autouse=True)
+def fast_demo_agent(settings: Settings) -> None:
+    """The demo agent runs without its model-like pauses in tests."""
+    settings.BROOK_DEMO_TOKENS_PER_SECOND = 0
+    settings.BROOK_DEMO_STEP_SECONDS = 0
+
+
+@pytest.fixture
+def tenant(db: None) -> Tenant:
+    return tenant_create(
+        name="Acme Shop",
+        allowed_origins=["https://shop.example.com"],
+        streaming_enabled=True,
+        streaming_percentage=50,
+    )
+
+
+@pytest.fixture
+def other_tenant(db: None) -> Tenant:
+    return tenant_create(name="Globex", allowed_origins=["https://globex.example.com"])
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: uuid.UUID
+    token: str
+
+    @property
+    def auth(self) -> dict[str, Any]:
+        return {"HTTP_AUTHORIZATION": f"Bearer {self.token}"}
+
+    @property
+    def url(self) -> str:
+        return f"/api/v1/sessions/{self.id}"
+
+    @property
+    def messages_url(self) -> str:
+        return f"{self.url}/messages"
+
+
+@pytest.fixture
+def make_session(api: APIClient) -> Callable[..., SessionInfo]:
+    """Start a session through the API, as the widget does."""
+
+    def make(tenant: Tenant, **extra: Any) -> SessionInfo:
+        response = api.post("/api/v1/sessions", {"tenant": tenant.public_key, **extra}, format="json")
+        assert response.status_code == 201, response.content
+        body = response.json()
+        return SessionInfo(id=uuid.UUID(body["id"]), token=body["token"])
+
+    return make
+
+
+@pytest.fixture
+def session(tenant: Tenant, make_session: Callable[..., SessionInfo]) -> SessionInfo:
+    return make_session(tenant)
+
+
+@pytest.fixture
+def staff_client(db: None) -> APIClient:
+    """A logged-in superuser, for admin pages."""
+    user = User.objects.create_superuser(username="root", email="root@example.com", password="pw-for-tests-only")
+    client = APIClient()
+    client.force_login(user)
+    return client
