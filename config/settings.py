@@ -8,6 +8,7 @@ A bad value stops start-up with ``ImproperlyConfigured`` naming the variable.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -80,6 +81,9 @@ def _database(url: str) -> dict[str, Any]:
             "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
+        # Tests use a file too: an in-memory shared-cache database locks whole tables instead of waiting, unlike
+        # the file Brook really runs on.
+        config["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"brook-test-{os.getpid()}.sqlite3")}
     else:
         if not config.get("NAME"):
             raise ImproperlyConfigured("DATABASE_URL names no database, e.g. postgres://postgres@127.0.0.1:5432/brook.")

@@ -26,7 +26,8 @@ _WORD = re.compile(r"[^\W\d_][\w'-]*", re.UNICODE)
 _STOPWORDS = frozenset(
     """a about an and are as at be but by can could do does for from have how i if in into is it its me my no not of
     on or our please so that the their them then there these they this to us was we what when where which who why will
-    with would you your hi hello hey""".split()  # noqa: SIM905 - a word list reads better as prose
+    with would you your hi hello hey should shall must might may tell know get got just also some any all very much
+    more most here than during over under after before been being had has were""".split()  # noqa: SIM905 - a word list reads better as prose
 )
 _GREETINGS = frozenset({"hi", "hello", "hey", "howdy", "greetings", "bonjour", "hola"})
 

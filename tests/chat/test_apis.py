@@ -165,7 +165,7 @@ def test_an_expired_token_gets_401(api: APIClient, session: SessionInfo, setting
 def test_a_missing_or_malformed_authorization_gets_401(
     api: APIClient, session: SessionInfo, header: str | None
 ) -> None:
-    extra = {} if header is None else {"HTTP_AUTHORIZATION": header}
+    extra: dict[str, Any] = {} if header is None else {"HTTP_AUTHORIZATION": header}
 
     response = api.get(session.url, **extra)
 

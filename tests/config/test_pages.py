@@ -1,0 +1,64 @@
+"""Project-level routes: health, OpenAPI, the demo page and the JSON 404 for unknown API paths."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+
+def test_healthz_reports_the_database(client: Client) -> None:
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok"}
+
+
+def test_healthz_is_503_when_the_database_does_not_answer(client: Client) -> None:
+    with mock.patch("config.views.connection.cursor", side_effect=RuntimeError("db down")):
+        response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "UNHEALTHY"
+
+
+def test_the_openapi_schema_describes_the_v1_api(client: Client) -> None:
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert {"/api/v1/sessions", "/api/v1/sessions/{session_id}", "/api/v1/sessions/{session_id}/messages"} <= set(paths)
+    assert "/api/v1/widget/config" in paths
+
+
+def test_the_api_docs_page_is_served_without_a_cdn(client: Client) -> None:
+    response = client.get("/api/docs/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger-ui" in html
+    assert "cdn.jsdelivr.net" not in html
+
+
+def test_the_demo_page_talks_to_the_demo_tenant(client: Client) -> None:
+    response = client.get("/")
+
+    assert response.status_code == 200
+    assert b'data-tenant="demo"' in response.content
+
+
+def test_unknown_api_paths_answer_json_404(client: Client) -> None:
+    response = client.get("/api/v1/nothing-here")
+
+    assert response.status_code == 404
+    assert response.json() == {"code": "NOT_FOUND", "message": "Nothing is here."}
+
+
+def test_wrong_methods_answer_json_405(client: Client) -> None:
+    response = client.delete("/api/v1/sessions")
+
+    assert response.status_code == 405
+    assert response.json()["code"] == "METHOD_NOT_ALLOWED"

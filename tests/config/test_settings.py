@@ -1,0 +1,78 @@
+"""Settings load from the environment in one place; bad values stop start-up with a clear message."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = (
+    "import django; django.setup(); from django.conf import settings as s; "
+    "print(s.DATABASES['default']['ENGINE']); print(s.CHANNEL_LAYERS['default']['BACKEND']); "
+    "print(s.CACHES['default']['BACKEND']); print(s.DEBUG)"
+)
+
+
+def load(**env: str) -> subprocess.CompletedProcess[str]:
+    """Import the settings in a fresh interpreter with exactly this Brook environment."""
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL"}}
+    clean.update({"DJANGO_SETTINGS_MODULE": "config.settings", **env})
+    return subprocess.run(  # noqa: S603 - our own interpreter and a fixed script
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_debug_defaults_to_sqlite_in_memory_layer_and_local_cache() -> None:
+    result = load(DEBUG="1")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "django.db.backends.sqlite3",
+        "channels.layers.InMemoryChannelLayer",
+        "django.core.cache.backends.locmem.LocMemCache",
+        "True",
+    ]
+
+
+def test_database_and_redis_urls_switch_the_backends() -> None:
+    result = load(
+        DEBUG="0",
+        SECRET_KEY="x" * 50,
+        ALLOWED_HOSTS="brook.example.com",
+        DATABASE_URL="postgres://brook@127.0.0.1:5432/brook",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "django.db.backends.postgresql",
+        "channels_redis.core.RedisChannelLayer",
+        "django.core.cache.backends.redis.RedisCache",
+        "False",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean"),
+        ({"DEBUG": "0"}, "SECRET_KEY must be set when DEBUG is off"),
+        ({"DEBUG": "0", "SECRET_KEY": "k" * 50}, "ALLOWED_HOSTS must list"),
+        ({"DEBUG": "1", "DATABASE_URL": "mysql://root@localhost/brook"}, "DATABASE_URL has scheme 'mysql'"),
+        ({"DEBUG": "1", "DATABASE_URL": "postgres://127.0.0.1:5432"}, "DATABASE_URL names no database"),
+        ({"DEBUG": "1", "REDIS_URL": "127.0.0.1:6379"}, "REDIS_URL='127.0.0.1:6379' must look like"),
+        ({"DEBUG": "1", "BROOK_SESSION_TOKEN_TTL": "soon"}, "BROOK_SESSION_TOKEN_TTL='soon' is not a whole number"),
+        ({"DEBUG": "1", "BROOK_SESSION_TOKEN_TTL": "5"}, "BROOK_SESSION_TOKEN_TTL=5 must be at least 60"),
+        ({"DEBUG": "1", "BROOK_DEMO_TOKENS_PER_SECOND": "fast"}, "BROOK_DEMO_TOKENS_PER_SECOND='fast' is not a number"),
+    ],
+)
+def test_a_bad_value_stops_start_up_naming_the_variable(env: dict[str, str], message: str) -> None:
+    result = load(**env)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr
