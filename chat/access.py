@@ -14,8 +14,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from chat.models import ChatSession
-from chat.selectors import session_get_for_credential
+from chat.models import ChatSession, Message
+from chat.selectors import message_get_for_credential, session_get_for_credential
 from chat.tokens import SessionCredential, TokenError, session_token_read
 from config.errors import ApiError, ErrorCode
 
@@ -28,29 +28,46 @@ def parse_uuid(value: str, *, not_found: ErrorCode) -> uuid.UUID:
         raise ApiError(not_found, "No such object.", status_code=404) from None
 
 
+def credential_from(*, authorization: str, token_param: str) -> SessionCredential | None:
+    """The credential in ``Authorization: Bearer <token>`` or else a ``token`` query parameter; None if neither.
+
+    Every transport (REST, polling, SSE, WebSocket) reads tokens here. Raises ApiError (401) for a bad one.
+    """
+    token = ""
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise ApiError(ErrorCode.AUTH_INVALID, "Use 'Authorization: Bearer <session token>'.", status_code=401)
+        token = value.strip()
+    else:
+        token = token_param
+    if not token:
+        return None
+    try:
+        return session_token_read(token)
+    except TokenError as error:
+        if error.expired:
+            raise ApiError(
+                ErrorCode.AUTH_EXPIRED, "The session token has expired; start a new session.", status_code=401
+            ) from None
+        raise ApiError(ErrorCode.AUTH_INVALID, "The session token is not valid.", status_code=401) from None
+
+
+def require_credential(*, authorization: str, token_param: str) -> SessionCredential:
+    credential = credential_from(authorization=authorization, token_param=token_param)
+    if credential is None:
+        raise ApiError(ErrorCode.AUTH_REQUIRED, "A session token is required.", status_code=401)
+    return credential
+
+
 class SessionTokenAuthentication(BaseAuthentication):
     """``Authorization: Bearer <token>``, or ``?token=`` where a browser cannot send headers (EventSource)."""
 
     def authenticate(self, request: Request) -> tuple[None, SessionCredential] | None:
-        header = request.headers.get("Authorization", "")
-        token = ""
-        if header:
-            scheme, _, value = header.partition(" ")
-            if scheme.lower() != "bearer" or not value.strip():
-                raise ApiError(ErrorCode.AUTH_INVALID, "Use 'Authorization: Bearer <session token>'.", status_code=401)
-            token = value.strip()
-        else:
-            token = request.query_params.get("token", "")
-        if not token:
-            return None
-        try:
-            return None, session_token_read(token)
-        except TokenError as error:
-            if error.expired:
-                raise ApiError(
-                    ErrorCode.AUTH_EXPIRED, "The session token has expired; start a new session.", status_code=401
-                ) from None
-            raise ApiError(ErrorCode.AUTH_INVALID, "The session token is not valid.", status_code=401) from None
+        credential = credential_from(
+            authorization=request.headers.get("Authorization", ""), token_param=request.query_params.get("token", "")
+        )
+        return None if credential is None else (None, credential)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="brook"'
@@ -70,6 +87,27 @@ def session_for_credential(credential: SessionCredential, session_id: uuid.UUID)
     return session_get_for_credential(tenant_id=credential.tenant_id, session_id=session_id)
 
 
+def message_for_credential(credential: SessionCredential, message_id: uuid.UUID) -> Message | None:
+    """The message, if it belongs to the one session ``credential`` opens; None otherwise (404 for callers)."""
+    return message_get_for_credential(
+        tenant_id=credential.tenant_id, session_id=credential.session_id, message_id=message_id
+    )
+
+
+def get_session_or_404(credential: SessionCredential, session_id: str) -> ChatSession:
+    session = session_for_credential(credential, parse_uuid(session_id, not_found=ErrorCode.SESSION_NOT_FOUND))
+    if session is None:
+        raise ApiError(ErrorCode.SESSION_NOT_FOUND, "No such session.", status_code=404)
+    return session
+
+
+def get_message_or_404(credential: SessionCredential, message_id: str) -> Message:
+    message = message_for_credential(credential, parse_uuid(message_id, not_found=ErrorCode.MESSAGE_NOT_FOUND))
+    if message is None:
+        raise ApiError(ErrorCode.MESSAGE_NOT_FOUND, "No such message.", status_code=404)
+    return message
+
+
 class SessionScopedAPIView(APIView):
     """Base for every route that acts in a session: token required, lookups scoped to the token's session."""
 
@@ -84,7 +122,8 @@ class SessionScopedAPIView(APIView):
 
     def get_session(self, session_id: str) -> ChatSession:
         """The session in the URL, if the token opens it; otherwise 404, the same for absent and foreign ids."""
-        session = session_for_credential(self.credential, parse_uuid(session_id, not_found=ErrorCode.SESSION_NOT_FOUND))
-        if session is None:
-            raise ApiError(ErrorCode.SESSION_NOT_FOUND, "No such session.", status_code=404)
-        return session
+        return get_session_or_404(self.credential, session_id)
+
+    def get_message(self, message_id: str) -> Message:
+        """The message in the URL, if it is in the token's session; otherwise 404."""
+        return get_message_or_404(self.credential, message_id)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -12,9 +14,14 @@ from rest_framework.views import APIView
 
 from chat import selectors, services
 from chat.access import SessionScopedAPIView
+from chat.models import Delivery, Role
 from chat.serializers import ErrorSerializer, MessageSerializer, SessionSerializer
 from chat.tokens import session_token_issue
 from config.errors import ApiError, ErrorCode
+from streaming import runner
+from streaming.dispatch import send_message
+from streaming.services import CancelOutcome
+from streaming.views import sse_response
 from tenants.selectors import tenant_get_active
 
 _ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 404, 409)}
@@ -63,22 +70,78 @@ class SessionDetailApi(SessionScopedAPIView):
         return Response(SessionSerializer(session, context={"messages": messages}).data)
 
 
+def message_urls(request: Request, message_id: str) -> dict[str, str]:
+    base = f"/api/v1/messages/{message_id}"
+    return {
+        "poll": request.build_absolute_uri(base),
+        "stream": request.build_absolute_uri(f"{base}/stream"),
+        "cancel": request.build_absolute_uri(f"{base}/cancel"),
+    }
+
+
 class MessageCreateApi(SessionScopedAPIView):
-    """Send the visitor's message; in ``batch`` mode the response is the finished assistant reply."""
+    """Send the visitor's message. ``batch``: 200 with the finished reply. ``poll``: 202 with where to poll.
+    ``stream``: the reply's events as ``text/event-stream`` (fetch streaming)."""
 
     class InputSerializer(serializers.Serializer[Any]):
         content = serializers.CharField(trim_whitespace=False, allow_blank=True)
         client_message_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
-        mode = serializers.ChoiceField(choices=["batch"], default="batch")
+        mode = serializers.ChoiceField(choices=["batch", "poll", "stream"], default="batch")
 
-    @extend_schema(request=InputSerializer, responses={200: MessageSerializer, **_ERRORS})
-    def post(self, request: Request, session_id: str) -> Response:
+    class AcceptedSerializer(serializers.Serializer[Any]):
+        id = serializers.UUIDField()
+        status = serializers.CharField()
+        reply_to = serializers.UUIDField()
+        urls = serializers.DictField(child=serializers.URLField())
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: MessageSerializer, 202: AcceptedSerializer, **_ERRORS, 403: OpenApiResponse(ErrorSerializer)},
+    )
+    def post(self, request: Request, session_id: str) -> HttpResponseBase:
         session = self.get_session(session_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        reply = services.message_reply_batch(
+        mode = data.validated_data["mode"]
+        if mode == Delivery.STREAM and not session.tenant.streaming_enabled:
+            raise ApiError(
+                ErrorCode.STREAM_NOT_AUTHORIZED, "Streaming is not enabled for this tenant.", status_code=403
+            )
+        submitted = async_to_sync(send_message)(
             session=session,
             content=data.validated_data["content"],
             client_message_id=data.validated_data["client_message_id"] or None,
+            delivery=mode,
         )
-        return Response(MessageSerializer(reply).data)
+        reply = selectors.message_get_with_steps(message_id=submitted.reply.id)
+        if mode == Delivery.BATCH:
+            return Response(MessageSerializer(reply).data)
+        if mode == Delivery.STREAM:
+            return async_to_sync(sse_response)(selectors.message_with_tenant(message_id=reply.id), 0)
+        body = {
+            "id": reply.id,
+            "status": reply.status,
+            "reply_to": reply.reply_to_id,
+            "urls": message_urls(request, str(reply.id)),
+        }
+        return Response(self.AcceptedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
+
+
+class MessageCancelApi(SessionScopedAPIView):
+    """Stop a reply, wherever it runs; idempotent. 202 while it stops, 200 once it has ended."""
+
+    class OutputSerializer(serializers.Serializer[Any]):
+        id = serializers.UUIDField()
+        status = serializers.CharField()
+        outcome = serializers.CharField()
+
+    @extend_schema(request=None, responses={200: OutputSerializer, 202: OutputSerializer, **_ERRORS})
+    def post(self, request: Request, message_id: str) -> Response:
+        message = self.get_message(message_id)
+        if message.role != Role.ASSISTANT:
+            raise ApiError(ErrorCode.INVALID_INPUT, "Only an assistant reply can be cancelled.")
+        outcome = async_to_sync(runner.cancel)(message.id)
+        message.refresh_from_db(fields=["status"])
+        body = {"id": message.id, "status": message.status, "outcome": outcome}
+        code = status.HTTP_202_ACCEPTED if outcome == CancelOutcome.REQUESTED else status.HTTP_200_OK
+        return Response(self.OutputSerializer(body).data, status=code)

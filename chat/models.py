@@ -44,6 +44,15 @@ class MessageStatus(models.TextChoices):
     INTERRUPTED = "interrupted", "Interrupted"
 
 
+class Delivery(models.TextChoices):
+    """How the client asked to receive the reply; every mode reads the same event log."""
+
+    BATCH = "batch", "Batch"
+    POLL = "poll", "Polling"
+    STREAM = "stream", "Server-Sent Events"
+    WEBSOCKET = "websocket", "WebSocket"
+
+
 TERMINAL_STATUSES = frozenset(
     {MessageStatus.COMPLETED, MessageStatus.CANCELLED, MessageStatus.FAILED, MessageStatus.INTERRUPTED}
 )
@@ -76,6 +85,17 @@ class Message(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    delivery = models.CharField(max_length=16, choices=Delivery.choices, default=Delivery.BATCH)
+    snapshot_seq = models.PositiveIntegerField(
+        default=0, help_text="content and reasoning include every delta of the event log up to this seq."
+    )
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="A running reply whose lease lapses is swept as interrupted."
+    )
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    log_compacted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the event log was removed after the tenant's retention period."
+    )
     created_at = models.DateTimeField(default=timezone.now, help_text="Orders the conversation.")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -92,7 +112,8 @@ class Message(models.Model):
         ]
         indexes = [
             models.Index(fields=["session", "created_at"], name="message_session_created"),
-            models.Index(fields=["status", "updated_at"], name="message_status_updated"),
+            models.Index(fields=["status", "lease_expires_at"], name="message_status_lease"),
+            models.Index(fields=["session", "status"], name="message_session_status"),
         ]
 
     def __str__(self) -> str:

@@ -21,6 +21,15 @@ def session_get_for_credential(*, tenant_id: int, session_id: uuid.UUID) -> Chat
     )
 
 
+def message_get_for_credential(*, tenant_id: int, session_id: uuid.UUID, message_id: uuid.UUID) -> Message | None:
+    """The message, only if it is in ``session_id`` of ``tenant_id`` and that tenant is active."""
+    return (
+        Message.objects.select_related("session__tenant")
+        .filter(id=message_id, session_id=session_id, session__tenant_id=tenant_id, session__tenant__is_active=True)
+        .first()
+    )
+
+
 def _with_steps(queryset: QuerySet[Message]) -> QuerySet[Message]:
     return queryset.prefetch_related(Prefetch("steps", queryset=ThoughtStep.objects.order_by("index")))
 
@@ -32,6 +41,10 @@ def session_messages(*, session: ChatSession) -> list[Message]:
 
 def message_get_with_steps(*, message_id: uuid.UUID) -> Message:
     return _with_steps(Message.objects.filter(id=message_id)).get()
+
+
+def message_with_tenant(*, message_id: uuid.UUID) -> Message:
+    return Message.objects.select_related("session__tenant").get(id=message_id)
 
 
 def reply_for_client_message(*, session: ChatSession, client_message_id: str) -> tuple[Message, Message] | None:

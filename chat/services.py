@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import timedelta
 
-from asgiref.sync import async_to_sync
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat.models import ChatSession, Message, MessageStatus, Role, StepStatus, ThoughtStep
-from chat.selectors import message_get_with_steps, reply_for_client_message
+from chat.models import ChatSession, Delivery, Message, MessageStatus, Role
+from chat.selectors import reply_for_client_message
 from config.errors import ApiError, ErrorCode
-from tenants.models import Tenant
+from streaming.events import EventType
+from streaming.fanout import publish_on_commit
+from streaming.services import CancelOutcome, log_append, reply_cancel
+from tenants.models import DoubleTexting, Tenant
 
 
 def session_create(*, tenant: Tenant, visitor_id: str = "") -> ChatSession:
@@ -46,20 +48,67 @@ def _existing_reply(*, session: ChatSession, content: str, client_message_id: st
     return reply
 
 
-def message_submit(*, session: ChatSession, content: str, client_message_id: str | None = None) -> tuple[Message, bool]:
-    """Store the user's message and a queued reply to it; returns (reply, created).
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What ``message_submit`` did: the reply, whether it is new, and running replies it asked to stop."""
+
+    reply: Message
+    created: bool
+    interrupted: list[uuid.UUID] = field(default_factory=list)
+
+
+def _apply_double_texting(*, session: ChatSession) -> list[uuid.UUID]:
+    """The tenant's policy for a message sent while a reply of the session is still queued or running."""
+    active = list(
+        Message.objects.filter(
+            session=session, role=Role.ASSISTANT, status__in=[MessageStatus.QUEUED, MessageStatus.RUNNING]
+        ).values_list("id", "status")
+    )
+    if not active:
+        return []
+    policy = session.tenant.double_texting
+    if policy == DoubleTexting.REJECT:
+        raise ApiError(
+            ErrorCode.MESSAGE_IN_PROGRESS,
+            "The assistant is still answering the previous message; wait for it or cancel it.",
+            status_code=409,
+            details={"message_id": str(active[0][0])},
+        )
+    if policy == DoubleTexting.ENQUEUE:
+        return []
+    to_stop = []
+    for reply_id, _status in active:
+        outcome, events = reply_cancel(reply_id=reply_id)
+        publish_on_commit(events, session_id=session.id)
+        if outcome == CancelOutcome.REQUESTED:
+            to_stop.append(reply_id)
+    return to_stop
+
+
+def message_submit(
+    *,
+    session: ChatSession,
+    content: str,
+    client_message_id: str | None = None,
+    delivery: str = Delivery.BATCH,
+) -> Submitted:
+    """Store the user's message and a queued reply to it, and open the reply's log with ``message.started``.
 
     The same ``client_message_id`` again returns the first reply (created=False) and starts nothing: this is what
-    makes retries safe. Reusing the key for other content is a 409.
+    makes retries safe. Reusing the key for other content is a 409. A message sent while a reply is still running
+    follows the tenant's double-texting policy.
     """
     _check_content(session=session, content=content)
-    if client_message_id:
-        existing = _existing_reply(session=session, content=content, client_message_id=client_message_id)
-        if existing is not None:
-            return existing, False
     now = timezone.now()
     try:
         with transaction.atomic():
+            # Lock the session: retries and double texts of one session are decided one at a time.
+            ChatSession.objects.select_for_update().filter(id=session.id).first()
+            if client_message_id:
+                existing = _existing_reply(session=session, content=content, client_message_id=client_message_id)
+                if existing is not None:
+                    return Submitted(reply=existing, created=False)
+            interrupted = _apply_double_texting(session=session)
             user_message = Message.objects.create(
                 session=session,
                 role=Role.USER,
@@ -74,9 +123,27 @@ def message_submit(*, session: ChatSession, content: str, client_message_id: str
                 role=Role.ASSISTANT,
                 reply_to=user_message,
                 status=MessageStatus.QUEUED,
+                delivery=delivery,
                 created_at=now + timedelta(microseconds=1),
             )
+            started = log_append(
+                message_id=reply.id,
+                first_seq=1,
+                items=[
+                    (
+                        EventType.MESSAGE_STARTED,
+                        {
+                            "message_id": str(reply.id),
+                            "session_id": str(session.id),
+                            "reply_to": str(user_message.id),
+                            "status": MessageStatus.QUEUED,
+                            "delivery": delivery,
+                        },
+                    )
+                ],
+            )
             ChatSession.objects.filter(id=session.id).update(last_activity_at=now)
+            publish_on_commit(started, session_id=session.id)
     except IntegrityError:
         # A concurrent request with the same key won the race; answer with its reply.
         if not client_message_id:
@@ -84,102 +151,5 @@ def message_submit(*, session: ChatSession, content: str, client_message_id: str
         existing = _existing_reply(session=session, content=content, client_message_id=client_message_id)
         if existing is None:
             raise
-        return existing, False
-    return reply, True
-
-
-def message_reply_batch(*, session: ChatSession, content: str, client_message_id: str | None = None) -> Message:
-    """Store the message, run the tenant's agent to the end, and return the finished reply with its steps."""
-    from streaming.runner import run_reply  # the runner imports these services
-
-    reply, created = message_submit(session=session, content=content, client_message_id=client_message_id)
-    if created:
-        async_to_sync(run_reply)(reply_id=reply.id)
-    return message_get_with_steps(message_id=reply.id)
-
-
-def reply_start(*, reply_id: uuid.UUID) -> bool:
-    """Claim a queued reply for running; False if someone else already did (or it was cancelled)."""
-    claimed = Message.objects.filter(id=reply_id, status=MessageStatus.QUEUED).update(
-        status=MessageStatus.RUNNING, started_at=timezone.now(), updated_at=timezone.now()
-    )
-    return claimed == 1
-
-
-def step_start(
-    *,
-    message_id: uuid.UUID,
-    index: int,
-    kind: str,
-    title: str,
-    detail: str,
-    metadata: dict[str, Any],
-    started_at: datetime,
-) -> None:
-    ThoughtStep.objects.create(
-        message_id=message_id,
-        index=index,
-        kind=kind,
-        title=title[:200],
-        detail=detail,
-        metadata=metadata,
-        started_at=started_at,
-        status=StepStatus.RUNNING,
-    )
-
-
-def step_finish(
-    *,
-    message_id: uuid.UUID,
-    index: int,
-    status: str,
-    duration_ms: int,
-    detail: str | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> None:
-    step = ThoughtStep.objects.get(message_id=message_id, index=index)
-    step.status = status
-    step.duration_ms = duration_ms
-    fields = ["status", "duration_ms"]
-    if detail is not None:
-        step.detail = detail
-        fields.append("detail")
-    if metadata:
-        step.metadata = {**step.metadata, **metadata}
-        fields.append("metadata")
-    step.save(update_fields=fields)
-
-
-def reply_finish(
-    *,
-    reply_id: uuid.UUID,
-    status: MessageStatus,
-    content: str,
-    reasoning: str,
-    duration_ms: int,
-    time_to_first_token_ms: int | None,
-    model: str = "",
-    prompt_tokens: int | None = None,
-    completion_tokens: int | None = None,
-    error_code: str = "",
-    error_message: str = "",
-) -> bool:
-    """Record how a running reply ended; False if it was no longer running (another worker or a sweeper ended it)."""
-    now = timezone.now()
-    updated = Message.objects.filter(id=reply_id, status=MessageStatus.RUNNING).update(
-        status=status,
-        content=content,
-        reasoning=reasoning,
-        duration_ms=duration_ms,
-        time_to_first_token_ms=time_to_first_token_ms,
-        model=model,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        error_code=error_code,
-        error_message=error_message[:500],
-        finished_at=now,
-        updated_at=now,
-    )
-    if updated:
-        ChatSession.objects.filter(messages__id=reply_id).update(last_activity_at=now)
-    return updated == 1
+        return Submitted(reply=existing, created=False)
+    return Submitted(reply=reply, created=True, interrupted=interrupted)

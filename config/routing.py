@@ -1,7 +1,13 @@
-"""WebSocket routes (Channels). The live-delivery consumers are added here by the event-log work."""
+"""WebSocket routes (Channels)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from django.urls import re_path
+
+from streaming.consumers import SessionConsumer
+
+websocket_urlpatterns: list[Any] = [
+    re_path(r"^ws/v1/sessions/(?P<session_id>[^/]+)/?$", SessionConsumer.as_asgi()),
+]

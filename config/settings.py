@@ -232,6 +232,17 @@ BROOK_SESSION_TOKEN_TTL = _int("BROOK_SESSION_TOKEN_TTL", 7 * 24 * 3600, minimum
 BROOK_DEMO_TOKENS_PER_SECOND = _float("BROOK_DEMO_TOKENS_PER_SECOND", 40.0)
 BROOK_DEMO_STEP_SECONDS = _float("BROOK_DEMO_STEP_SECONDS", 0.4)
 
+# The event log and live delivery (docs/delivery.md).
+# Coalescing window for token deltas: the first delta of a burst is written at once, the rest every this many ms.
+BROOK_DELTA_FLUSH_MS = _int("BROOK_DELTA_FLUSH_MS", 250, minimum=0, maximum=5000)
+# A running reply's lease; a worker renews it every lease/2.5 s, and the sweeper ends replies whose lease lapsed.
+BROOK_LEASE_SECONDS = _float("BROOK_LEASE_SECONDS", 20.0, minimum=1.0)
+# How often each worker's sweeper looks for lapsed leases, stalled queues and expired logs (0 = no sweeper here).
+BROOK_SWEEP_SECONDS = _float("BROOK_SWEEP_SECONDS", 5.0)
+# SSE heartbeat comment, and how often a quiet stream re-reads the database in case a live event was lost.
+BROOK_HEARTBEAT_SECONDS = _float("BROOK_HEARTBEAT_SECONDS", 15.0, minimum=1.0)
+BROOK_STREAM_RECHECK_SECONDS = _float("BROOK_STREAM_RECHECK_SECONDS", 5.0, minimum=0.5)
+
 # Serve /static/ from the ASGI app (make run); production puts a web server in front instead.
 BROOK_SERVE_STATIC = _bool("BROOK_SERVE_STATIC", DEBUG)
 

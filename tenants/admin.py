@@ -26,7 +26,18 @@ class TenantAdmin(admin.ModelAdmin[Tenant]):
     prepopulated_fields = {"slug": ["name"]}
     fieldsets = [
         (None, {"fields": ["name", "slug", "public_key", "is_active", "allowed_origins"]}),
-        ("Streaming", {"fields": ["streaming_enabled", "streaming_percentage", "agent"]}),
-        ("Limits", {"fields": ["messages_per_minute", "max_stream_seconds", "max_message_length"]}),
+        ("Streaming", {"fields": ["streaming_enabled", "streaming_percentage", "agent", "double_texting"]}),
+        (
+            "Limits",
+            {
+                "fields": [
+                    "messages_per_minute",
+                    "max_stream_seconds",
+                    "max_message_length",
+                    "cancel_on_disconnect",
+                    "log_retention_days",
+                ]
+            },
+        ),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]

@@ -48,6 +48,14 @@ class Agent(models.TextChoices):
     DEMO = "demo", "Demo agent (no network)"
 
 
+class DoubleTexting(models.TextChoices):
+    """What happens to a new message while the session's previous reply is still running."""
+
+    REJECT = "reject", "Reject the new message (409)"
+    ENQUEUE = "enqueue", "Queue it behind the running reply"
+    INTERRUPT = "interrupt", "Cancel the running reply, then answer"
+
+
 class Tenant(models.Model):
     """A SaaS customer: its widget key, allowed origins, streaming flags, agent and limits."""
 
@@ -83,6 +91,20 @@ class Tenant(models.Model):
         default=8000,
         validators=[MinValueValidator(1), MaxValueValidator(100_000)],
         help_text="Longest visitor message, in characters.",
+    )
+    double_texting = models.CharField(
+        max_length=16,
+        choices=DoubleTexting.choices,
+        default=DoubleTexting.REJECT,
+        help_text="What a new message does while a reply in the same session is still running.",
+    )
+    cancel_on_disconnect = models.BooleanField(
+        default=False, help_text="Cancel a streamed reply when its last viewer disconnects."
+    )
+    log_retention_days = models.PositiveIntegerField(
+        default=7,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="How long a finished reply's event log stays resumable; the message and its steps stay.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

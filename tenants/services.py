@@ -21,6 +21,9 @@ EDITABLE_FIELDS = (
     "messages_per_minute",
     "max_stream_seconds",
     "max_message_length",
+    "double_texting",
+    "cancel_on_disconnect",
+    "log_retention_days",
 )
 
 DEMO_PUBLIC_KEY = "demo"

@@ -18,8 +18,10 @@ from tenants.models import Tenant
 def test_a_reply_is_ordered_right_after_its_question(tenant: Tenant) -> None:
     session = ChatSession.objects.create(tenant=tenant)
 
-    reply, _ = services.message_submit(session=session, content="one")
-    second, _ = services.message_submit(session=session, content="two")
+    Tenant.objects.filter(pk=tenant.pk).update(double_texting="enqueue")
+    session.refresh_from_db()
+    reply = services.message_submit(session=session, content="one").reply
+    second = services.message_submit(session=session, content="two").reply
 
     history = session_messages(session=session)
     assert [(m.role, m.content) for m in history] == [
@@ -35,9 +37,9 @@ def test_a_reply_is_ordered_right_after_its_question(tenant: Tenant) -> None:
 @pytest.mark.django_db
 def test_the_agent_sees_only_completed_replies(tenant: Tenant) -> None:
     session = ChatSession.objects.create(tenant=tenant)
-    failed, _ = services.message_submit(session=session, content="first")
+    failed = services.message_submit(session=session, content="first").reply
     Message.objects.filter(id=failed.id).update(status=MessageStatus.FAILED, content="half an ans")
-    reply, _ = services.message_submit(session=session, content="second")
+    reply = services.message_submit(session=session, content="second").reply
 
     turns = conversation_before(reply=reply)
 
@@ -47,13 +49,14 @@ def test_the_agent_sees_only_completed_replies(tenant: Tenant) -> None:
 @pytest.mark.django_db
 def test_a_lost_race_on_the_idempotency_key_answers_with_the_winners_reply(tenant: Tenant) -> None:
     session = ChatSession.objects.create(tenant=tenant)
-    winner, _ = services.message_submit(session=session, content="hi", client_message_id="k")
+    winner = services.message_submit(session=session, content="hi", client_message_id="k").reply
+    Message.objects.filter(id=winner.id).update(status=MessageStatus.COMPLETED)
 
     # The loser checked before the winner's row existed, then hits the unique constraint.
     with mock.patch("chat.services.reply_for_client_message", side_effect=[None, (winner.reply_to, winner)]):
-        reply, created = services.message_submit(session=session, content="hi", client_message_id="k")
+        submitted = services.message_submit(session=session, content="hi", client_message_id="k")
 
-    assert (reply.id, created) == (winner.id, False)
+    assert (submitted.reply.id, submitted.created) == (winner.id, False)
     assert Message.objects.filter(session=session).count() == 2
 
 
@@ -67,8 +70,8 @@ def test_concurrent_retries_store_one_message_and_one_reply(tenant: Tenant) -> N
     def submit() -> None:
         try:
             barrier.wait(timeout=10)
-            reply, created = services.message_submit(session=session, content="hi", client_message_id="same")
-            results.append((str(reply.id), created))
+            submitted = services.message_submit(session=session, content="hi", client_message_id="same")
+            results.append((str(submitted.reply.id), submitted.created))
         except BaseException as error:  # surfaced below
             errors.append(error)
         finally:

@@ -21,9 +21,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def reply(tenant: Tenant) -> Message:
     session = ChatSession.objects.create(tenant=tenant)
-    message, created = services.message_submit(session=session, content="What is Brook?")
-    assert created
-    return message
+    submitted = services.message_submit(session=session, content="What is Brook?")
+    assert submitted.created
+    return submitted.reply
 
 
 def test_it_runs_a_queued_reply_to_completion(reply: Message) -> None:

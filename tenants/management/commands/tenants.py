@@ -12,8 +12,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tenants.models import Agent, Tenant
 from tenants.services import EDITABLE_FIELDS, tenant_create, tenant_update
 
-_BOOLEAN_FIELDS = {"is_active", "streaming_enabled"}
-_INTEGER_FIELDS = {"streaming_percentage", "messages_per_minute", "max_stream_seconds", "max_message_length"}
+_BOOLEAN_FIELDS = {"is_active", "streaming_enabled", "cancel_on_disconnect"}
+_INTEGER_FIELDS = {
+    "streaming_percentage",
+    "messages_per_minute",
+    "max_stream_seconds",
+    "max_message_length",
+    "log_retention_days",
+}
 
 
 def tenant_json(tenant: Tenant) -> dict[str, Any]:
@@ -30,6 +36,9 @@ def tenant_json(tenant: Tenant) -> dict[str, Any]:
         "messages_per_minute": tenant.messages_per_minute,
         "max_stream_seconds": tenant.max_stream_seconds,
         "max_message_length": tenant.max_message_length,
+        "double_texting": tenant.double_texting,
+        "cancel_on_disconnect": tenant.cancel_on_disconnect,
+        "log_retention_days": tenant.log_retention_days,
     }
 
 

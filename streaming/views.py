@@ -1,0 +1,233 @@
+"""Live delivery over HTTP: polling (with long polls), Server-Sent Events, and EventSource start (docs/delivery.md).
+
+Async views: a stream or a long poll waits on the event loop, not in a thread. Each reads the message's log through
+``streaming.delivery``; who may read is decided by ``chat.access`` as for every other route.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.views.decorators.http import require_GET
+
+from chat.access import get_message_or_404, get_session_or_404, require_credential
+from chat.models import Delivery, Message
+from chat.selectors import message_get_with_steps
+from chat.serializers import MessageSerializer
+from chat.tokens import SessionCredential
+from config.errors import ApiError, ErrorCode, error_body
+from streaming import runner
+from streaming.db import db
+from streaming.delivery import Heartbeat, follow, stored_after, wait_for_events
+from streaming.dispatch import send_message
+from streaming.selectors import content_from_log, log_last_seq
+
+logger = logging.getLogger(__name__)
+
+MAX_WAIT_SECONDS = 25.0
+SSE_PREAMBLE = b": connected\n\nretry: 3000\n\n"
+SSE_HEARTBEAT = b": ping\n\n"
+
+View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
+
+
+def json_errors(view: View) -> View:
+    """Render ``ApiError`` as Brook's ``{"code", "message"}`` body, as DRF views do."""
+
+    @functools.wraps(view)
+    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        try:
+            return await view(request, *args, **kwargs)
+        except ApiError as error:
+            response = JsonResponse(
+                error_body(error.error_code, error.message, error.details), status=error.status_code
+            )
+            if error.status_code == 401:
+                response["WWW-Authenticate"] = 'Bearer realm="brook"'
+            return response
+
+    return wrapper
+
+
+def _credential(request: HttpRequest) -> SessionCredential:
+    return require_credential(
+        authorization=request.headers.get("Authorization", ""), token_param=request.GET.get("token", "")
+    )
+
+
+def parse_cursor(raw: str | None, *, name: str) -> int:
+    """A cursor is a whole number ≥ 0 (0 = from the start); anything else is a 400 ``STREAM_003``."""
+    if raw is None or raw == "":
+        return 0
+    if not raw.isdigit() or len(raw) > 10:
+        raise ApiError(ErrorCode.STREAM_INVALID_PARAMETERS, f"{name} must be a whole number ≥ 0, not {raw[:20]!r}.")
+    return int(raw)
+
+
+def _parse_wait(raw: str | None) -> float:
+    if not raw:
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise ApiError(ErrorCode.STREAM_INVALID_PARAMETERS, "wait must be a number of seconds (0-25).") from None
+    if not 0 <= wait <= MAX_WAIT_SECONDS:
+        raise ApiError(ErrorCode.STREAM_INVALID_PARAMETERS, "wait must be between 0 and 25 seconds.")
+    return wait
+
+
+def _check_cursor(message: Message, after: int, last: int) -> None:
+    if message.log_compacted_at is not None:
+        raise ApiError(
+            ErrorCode.LOG_EXPIRED,
+            "This reply's event log has passed its retention period; GET the message for its content.",
+            status_code=410,
+        )
+    if after > last:
+        raise ApiError(
+            ErrorCode.STREAM_INVALID_PARAMETERS,
+            f"The cursor {after} is past the end of this message's log (last seq {last}).",
+            details={"last_seq": last},
+        )
+
+
+def message_body(message_id: Any) -> dict[str, Any]:
+    """The message as polling shows it: content and reasoning so far, from its log while it runs."""
+    message = message_get_with_steps(message_id=message_id)
+    body = dict(MessageSerializer(message).data)
+    if not message.is_finished and message.log_compacted_at is None:
+        body["content"], body["reasoning"], _ = content_from_log(message_id=message.id)
+    return body
+
+
+@require_GET
+@json_errors
+async def message_detail(request: HttpRequest, message_id: str) -> HttpResponseBase:
+    """Polling: the message, its events after ``after``, and ``next``; ``wait`` long-polls for the first event."""
+    credential = _credential(request)
+    after = parse_cursor(request.GET.get("after"), name="after")
+    wait = _parse_wait(request.GET.get("wait"))
+    message = await db(get_message_or_404)(credential, message_id)
+    last = await db(log_last_seq)(message_id=message.id)
+    if message.log_compacted_at is None and after > last:
+        _check_cursor(message, after, last)
+    events = await stored_after(message.id, after)
+    if not events and wait > 0 and not message.is_finished:
+        events = await wait_for_events(message.id, after, wait)
+    body = await db(message_body)(message.id)
+    cursor = events[-1].seq if events else after
+    done = body["status"] not in {"queued", "running"} and (
+        message.log_compacted_at is not None or cursor >= await db(log_last_seq)(message_id=message.id)
+    )
+    body |= {
+        "events": [event.as_dict() for event in events],
+        "next": cursor,
+        "done": done,
+        "log_expired": message.log_compacted_at is not None,
+        "poll_after_ms": None if done else (250 if events else 1000),
+    }
+    return JsonResponse(body)
+
+
+async def _viewer_joined(message: Message) -> None:
+    key = f"brook:viewers:{message.id.hex}"
+    await cache.aadd(key, 0, timeout=3600)
+    await cache.aincr(key)
+
+
+async def _viewer_left(message: Message) -> None:
+    """With ``cancel_on_disconnect``, the last viewer leaving a running reply cancels it."""
+    key = f"brook:viewers:{message.id.hex}"
+    try:
+        remaining = await cache.adecr(key)
+    except ValueError:
+        remaining = 0
+    if remaining <= 0:
+        logger.info("Last viewer left reply %s; cancelling it (tenant setting)", message.id)
+        await runner.cancel(message.id)
+
+
+async def _sse_body(message: Message, after: int) -> AsyncIterator[bytes]:
+    yield SSE_PREAMBLE  # headers leave now, before the model's first token
+    watch = message.session.tenant.cancel_on_disconnect
+    if watch:
+        await _viewer_joined(message)
+    finished = False
+    try:
+        async for item in follow(message.id, after):
+            if isinstance(item, Heartbeat):
+                yield SSE_HEARTBEAT
+                continue
+            yield item.sse()
+            finished = item.is_terminal
+    finally:
+        if watch and not finished:
+            await _viewer_left(message)
+
+
+async def sse_response(message: Message, after: int) -> HttpResponseBase:
+    """A ``text/event-stream`` of the message's events after ``after``; 204 once the client has them all."""
+    tenant = message.session.tenant
+    if not tenant.streaming_enabled:
+        raise ApiError(ErrorCode.STREAM_NOT_AUTHORIZED, "Streaming is not enabled for this tenant.", status_code=403)
+    last = await db(log_last_seq)(message_id=message.id)
+    _check_cursor(message, after, last)
+    if message.is_finished and after >= last:
+        return HttpResponse(status=204)  # EventSource stops reconnecting on 204
+    response = StreamingHttpResponse(_sse_body(message, after), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _last_event_id(request: HttpRequest) -> int:
+    header = request.headers.get("Last-Event-ID")
+    if header is not None and header != "":
+        return parse_cursor(header.strip(), name="Last-Event-ID")
+    return parse_cursor(request.GET.get("last_event_id"), name="last_event_id")
+
+
+@require_GET
+@json_errors
+async def message_stream(request: HttpRequest, message_id: str) -> HttpResponseBase:
+    """SSE of one message, resuming after ``Last-Event-ID`` (or ``last_event_id``)."""
+    credential = _credential(request)
+    after = _last_event_id(request)
+    message = await db(get_message_or_404)(credential, message_id)
+    return await sse_response(message, after)
+
+
+@require_GET
+@json_errors
+async def stream_start(request: HttpRequest) -> HttpResponseBase:
+    """EventSource start (seed 004): send ``user_input`` as message ``message_id`` and stream the reply.
+
+    Idempotent by ``message_id``: EventSource's automatic reconnect resumes the same reply after Last-Event-ID.
+    """
+    params = {name: request.GET.get(name, "") for name in ("tenant", "session_id", "message_id", "user_input")}
+    missing = [name for name in ("tenant", "session_id", "message_id", "user_input") if not params[name]]
+    if missing:
+        raise ApiError(ErrorCode.STREAM_INVALID_PARAMETERS, f"Missing parameters: {', '.join(missing)}.")
+    if len(params["message_id"]) > 128:
+        raise ApiError(ErrorCode.STREAM_INVALID_PARAMETERS, "message_id is longer than 128 characters.")
+    credential = _credential(request)
+    after = _last_event_id(request)
+    session = await db(get_session_or_404)(credential, params["session_id"])
+    if session.tenant.public_key != params["tenant"]:
+        raise ApiError(ErrorCode.SESSION_NOT_FOUND, "No such session.", status_code=404)
+    if not session.tenant.streaming_enabled:
+        raise ApiError(ErrorCode.STREAM_NOT_AUTHORIZED, "Streaming is not enabled for this tenant.", status_code=403)
+    submitted = await send_message(
+        session=session,
+        content=params["user_input"],
+        client_message_id=params["message_id"],
+        delivery=Delivery.STREAM,
+    )
+    reply = await db(get_message_or_404)(credential, str(submitted.reply.id))
+    return await sse_response(reply, after)
