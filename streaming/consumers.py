@@ -22,7 +22,7 @@ from chat.tokens import SessionCredential
 from config.errors import ApiError, ErrorCode
 from streaming import runner
 from streaming.db import db
-from streaming.delivery import Cursor, stored_after
+from streaming.delivery import Cursor, admit, stored_after
 from streaming.dispatch import send_message
 from streaming.events import LoggedEvent, session_group
 from streaming.selectors import log_last_seq
@@ -159,7 +159,8 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             if not batch:
                 break
             for event in batch:
-                await self._send_event(cursor, event)
+                cursor.advance(event)
+                await self._send(event)
 
     async def log_events(self, message: dict[str, Any]) -> None:
         """Channel-layer handler: live events of a message of this session."""
@@ -168,20 +169,10 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         message_id = events[0].message_id
         cursor = self.cursors.setdefault(message_id, Cursor(0))
-        for event in events:
-            if not cursor.is_new(event):
-                continue
-            if cursor.has_gap_before(event):
-                for missed in await stored_after(message_id, cursor.last):
-                    if missed.seq >= event.seq:
-                        break
-                    await self._send_event(cursor, missed)
-                if not cursor.is_new(event):
-                    continue
-            await self._send_event(cursor, event)
+        for event in await admit(message_id, cursor, events):
+            await self._send(event)
 
-    async def _send_event(self, cursor: Cursor, event: LoggedEvent) -> None:
-        cursor.advance(event)
+    async def _send(self, event: LoggedEvent) -> None:
         await self.send_json(
             {
                 "type": "event",

@@ -20,6 +20,8 @@ from streaming.db import db
 from streaming.events import LoggedEvent, message_group
 from streaming.selectors import PAGE, events_after
 
+GAP_READ_ATTEMPTS = 10
+
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
@@ -47,6 +49,32 @@ class Cursor:
 
 async def stored_after(message_id: uuid.UUID, after: int) -> list[LoggedEvent]:
     return await db(events_after)(message_id=message_id, after=after, limit=PAGE)
+
+
+async def admit(message_id: uuid.UUID, cursor: Cursor, live: list[LoggedEvent]) -> list[LoggedEvent]:
+    """The live events to send next, in order, advancing ``cursor``: repeats dropped, gaps read from the database.
+
+    A gap is filled up to and including the live event that revealed it, from the database, never skipped: every
+    published event was stored first, so the read finds it (a reader that lags a commit retries briefly).
+    """
+    out: list[LoggedEvent] = []
+    for event in live:
+        if not cursor.is_new(event):
+            continue
+        if not cursor.has_gap_before(event):
+            cursor.advance(event)
+            out.append(event)
+            continue
+        for attempt in range(GAP_READ_ATTEMPTS):
+            for stored in await stored_after(message_id, cursor.last):
+                if stored.seq > event.seq or stored.seq != cursor.last + 1:
+                    break
+                cursor.advance(stored)
+                out.append(stored)
+            if not cursor.is_new(event):
+                break
+            await asyncio.sleep(0.01 * (attempt + 1))
+    return out
 
 
 async def follow(
@@ -97,20 +125,7 @@ async def follow(
                     yield HEARTBEAT
                 continue
             live = [LoggedEvent.from_wire(wire) for wire in message.get("events", [])]
-            for event in live:
-                if not cursor.is_new(event):
-                    continue
-                if cursor.has_gap_before(event):
-                    for missed in await stored_after(message_id, cursor.last):
-                        if missed.seq >= event.seq:
-                            break
-                        cursor.advance(missed)
-                        yield missed
-                        if missed.is_terminal:
-                            return
-                    if not cursor.is_new(event):
-                        continue
-                cursor.advance(event)
+            for event in await admit(message_id, cursor, live):
                 yield event
                 if event.is_terminal:
                     return

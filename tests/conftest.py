@@ -86,3 +86,18 @@ def staff_client(db: None) -> APIClient:
     client = APIClient()
     client.force_login(user)
     return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_runner_connections(django_db_setup: None, django_db_blocker: Any) -> Any:
+    """Runner tasks use connections of their own threads; end them so the test database can be dropped."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
