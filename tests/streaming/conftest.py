@@ -61,7 +61,7 @@ async def poll_to_end(
     for _ in range(500):
         response = await client.get(
             f"/api/v1/messages/{message_id}",
-            {"after": after, "wait": str(wait)},
+            {"after": str(after), "wait": str(wait)},
             headers={"Authorization": f"Bearer {token}"},
         )
         assert response.status_code == 200, response.content
