@@ -1,0 +1,184 @@
+"""Real Daphne servers on free ports: SSE as a browser gets it, and fan-out between two worker processes."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from chat.models import Message, MessageStatus
+from tests.streaming.conftest import assert_whole_log, parse_sse
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def database_url() -> str:
+    """The test database, as the server processes must reach it."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+Server = Callable[..., int]
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    """Start Daphne workers on the test database; each call returns a port."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(**env: str) -> int:
+        port = free_port()
+        environment = {
+            **os.environ,
+            "DEBUG": "1",
+            "DATABASE_URL": database_url(),
+            "BROOK_SWEEP_SECONDS": "0",
+            "BROOK_DEMO_TOKENS_PER_SECOND": "0",
+            "BROOK_DEMO_STEP_SECONDS": "0",
+            **env,
+        }
+        if settings.REDIS_URL:
+            environment["REDIS_URL"] = settings.REDIS_URL
+        process = subprocess.Popen(  # noqa: S603 - our own server
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        processes.append(process)
+        for _ in range(300):
+            try:
+                if request(port, "GET", "/healthz")[0] == 200:
+                    return port
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("Daphne did not start")
+
+    yield start
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(timeout=10)
+
+
+def request(port: int, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, (json.loads(data) if data else None)
+
+
+def start_reply(port: int, tenant_key: str, content: str = "Explain streaming, please?") -> tuple[str, str]:
+    status, created = request(port, "POST", "/api/v1/sessions", {"tenant": tenant_key})
+    assert status == 201
+    status, accepted = request(
+        port, "POST", f"/api/v1/sessions/{created['id']}/messages", {"content": content, "mode": "poll"}, created["token"]
+    )
+    assert status == 202, accepted
+    return accepted["id"], created["token"]
+
+
+def open_stream(port: int, message_id: str, token: str, last_event_id: int | None = None) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {token}"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+    conn.request("GET", f"/api/v1/messages/{message_id}/stream", headers=headers)
+    return conn.getresponse()
+
+
+def read_frames(
+    response: http.client.HTTPResponse, *, stop_after: int | None = None, stop_at: str | None = None
+) -> bytes:
+    """Read SSE bytes until the stream ends, or until ``stop_after`` events (or an event of type ``stop_at``) have
+    arrived; then drop the connection, as a flaky network would."""
+    raw = b""
+    while True:
+        chunk = response.read1(65536)
+        if not chunk:
+            return raw
+        raw += chunk
+        whole = raw.rsplit(b"\n\n", 1)[0] + b"\n\n"
+        events = parse_sse(whole)
+        if (stop_after is not None and len(events) >= stop_after) or any(e.event == stop_at for e in events):
+            response.close()
+            return whole
+
+
+def test_sse_through_daphne_sends_headers_at_once_and_resumes_after_a_drop(server: Server, tenant: Any) -> None:
+    port = server(BROOK_DEMO_TOKENS_PER_SECOND="100", BROOK_DEMO_STEP_SECONDS="0.4")
+    message_id, token = start_reply(port, tenant.public_key)
+
+    started = time.monotonic()
+    response = open_stream(port, message_id, token)
+    first = response.read1(65536)
+    assert time.monotonic() - started < 0.4  # before the demo agent's first step ends
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "text/event-stream"
+    assert response.getheader("Cache-Control") == "no-cache"
+    assert response.getheader("X-Accel-Buffering") == "no"
+    assert response.getheader("Content-Encoding") is None
+    assert first.startswith(b": connected")
+    part = parse_sse(read_frames(response, stop_after=12))
+    rest = parse_sse(read_frames(open_stream(port, message_id, token, last_event_id=part[-1].id)))
+
+    events = part + rest
+    assert_whole_log([e.id for e in events], [e.event for e in events])
+    reply = Message.objects.get(id=message_id)
+    assert reply.status == MessageStatus.COMPLETED
+    assert "".join(e.data["delta"] for e in events if e.event == "text.delta") == reply.content
+
+
+@pytest.fixture
+def redis_layer() -> None:
+    if not settings.REDIS_URL:
+        pytest.skip("two workers share live events only through Redis: runs in CI's PostgreSQL + Redis pass")
+
+
+def test_a_reply_running_on_one_worker_streams_and_cancels_from_another(
+    server: Server, tenant: Any, redis_layer: None
+) -> None:
+    worker_a = server(BROOK_DEMO_TOKENS_PER_SECOND="30")
+    worker_b = server()
+    message_id, token = start_reply(worker_a, tenant.public_key, "Tell me a long story about rivers")
+
+    stream = open_stream(worker_b, message_id, token)
+    seen = parse_sse(read_frames(stream, stop_at="text.delta"))
+    assert any(e.event == "text.delta" for e in seen)
+    status, cancelled = request(worker_b, "POST", f"/api/v1/messages/{message_id}/cancel", token=token)
+    rest = parse_sse(read_frames(open_stream(worker_b, message_id, token, last_event_id=seen[-1].id)))
+
+    assert status in {200, 202}
+    events = seen + rest
+    assert_whole_log([e.id for e in events], [e.event for e in events])
+    assert events[-1].event == "message.cancelled"
+    reply = Message.objects.get(id=message_id)
+    assert reply.status == MessageStatus.CANCELLED
+    assert "".join(e.data["delta"] for e in events if e.event == "text.delta") == reply.content
