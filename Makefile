@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest install install-dev migrate clean
+.PHONY: run test lint typecheck pytest install install-dev migrate clean bench-live
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -58,3 +58,7 @@ migrate: $(VENV)/.base-installed
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# make bench-live: event-log throughput, writes per answer, first-token latency (a script that prints figures).
+bench-live: $(VENV)/.dev-installed
+	$(PY) bench/live.py

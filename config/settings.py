@@ -74,6 +74,9 @@ def _database(url: str) -> dict[str, Any]:
             f"DATABASE_URL has scheme {scheme!r}; Brook supports sqlite:///path and postgres://user@host:port/name."
         )
     config: dict[str, Any] = env.db_url_config(url)
+    # Runners and streams call the database from long-lived threads: keep connections, check them before use.
+    config["CONN_MAX_AGE"] = _int("DATABASE_CONN_MAX_AGE", 60)
+    config["CONN_HEALTH_CHECKS"] = True
     if scheme == "sqlite":
         # WAL and IMMEDIATE transactions let the runner write while readers poll, without "database is locked".
         config["OPTIONS"] = {
@@ -87,8 +90,6 @@ def _database(url: str) -> dict[str, Any]:
     else:
         if not config.get("NAME"):
             raise ImproperlyConfigured("DATABASE_URL names no database, e.g. postgres://postgres@127.0.0.1:5432/brook.")
-        config["CONN_MAX_AGE"] = _int("DATABASE_CONN_MAX_AGE", 0)
-        config["CONN_HEALTH_CHECKS"] = True
     return config
 
 
@@ -234,7 +235,7 @@ BROOK_DEMO_STEP_SECONDS = _float("BROOK_DEMO_STEP_SECONDS", 0.4)
 
 # The event log and live delivery (docs/delivery.md).
 # Coalescing window for token deltas: the first delta of a burst is written at once, the rest every this many ms.
-BROOK_DELTA_FLUSH_MS = _int("BROOK_DELTA_FLUSH_MS", 250, minimum=0, maximum=5000)
+BROOK_DELTA_FLUSH_MS = _int("BROOK_DELTA_FLUSH_MS", 300, minimum=0, maximum=5000)
 # A running reply's lease; a worker renews it every lease/2.5 s, and the sweeper ends replies whose lease lapsed.
 BROOK_LEASE_SECONDS = _float("BROOK_LEASE_SECONDS", 20.0, minimum=1.0)
 # How often each worker's sweeper looks for lapsed leases, stalled queues and expired logs (0 = no sweeper here).

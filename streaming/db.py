@@ -1,7 +1,8 @@
 """Database calls from async code: ``db(fn)(...)`` runs ``fn`` in a thread, as Channels' database_sync_to_async.
 
-Like Channels, it drops connections that are broken or past CONN_MAX_AGE before and after the call, because a
-runner's thread lives far longer than a request. Unlike it, it leaves alone a connection inside a transaction (a
+Like Channels, it drops connections that are broken or past CONN_MAX_AGE before the call, because a runner's
+thread lives far longer than a request (Channels also checks after; once per call is enough and saves a round trip
+on every write of a stream). Unlike it, it leaves alone a connection inside a transaction (a
 test's, or a caller's), which closing would break.
 """
 
@@ -28,9 +29,6 @@ def db(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
         _drop_obsolete_connections()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _drop_obsolete_connections()
+        return fn(*args, **kwargs)
 
     return sync_to_async(call, thread_sensitive=True)

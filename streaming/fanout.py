@@ -6,6 +6,7 @@ fill any gap from the database (``streaming.delivery``). An event is always stor
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -38,8 +39,10 @@ async def publish(events: Sequence[LoggedEvent], *, session_id: uuid.UUID) -> No
     }
     layer = _layer()
     try:
-        await layer.group_send(message_group(events[0].message_id), message)
-        await layer.group_send(session_group(session_id), message)
+        await asyncio.gather(
+            layer.group_send(message_group(events[0].message_id), message),
+            layer.group_send(session_group(session_id), message),
+        )
     except Exception:
         logger.warning("Publishing events of %s failed; readers will catch up from the database", events[0].message_id)
 

@@ -56,7 +56,7 @@ class LogRecorder(Emitter):
         self._pending_steps: list[services.StepOpened | services.StepClosed] = []
         self._snapshot_due = False
         self._lock = asyncio.Lock()
-        self._last_flush = float("-inf")
+        self._last_delta_flush = float("-inf")  # the coalescing window runs from the last write of deltas
         self._timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
@@ -173,7 +173,7 @@ class LogRecorder(Emitter):
             else:
                 self._pending.append((kind, data))
             if self._timer is None and not self._lock.locked():
-                wait = self._last_flush + self._interval - time.monotonic()
+                wait = self._last_delta_flush + self._interval - time.monotonic()
                 if wait <= 0:
                     await self.flush()  # the first delta of a burst is never held back
                 else:
@@ -214,7 +214,8 @@ class LogRecorder(Emitter):
                 message_id=self.reply_id, first_seq=first, items=items, steps=steps, snapshot=snapshot
             )
             self.writes += 1
-            self._last_flush = time.monotonic()
+            if any(kind in DELTA_TYPES for kind, _ in items):
+                self._last_delta_flush = time.monotonic()
             await self._publish(events)
             if self._pending and self._timer is None:  # deltas that arrived while this flush was writing
                 self._timer = asyncio.get_running_loop().call_later(self._interval, self._flush_later)

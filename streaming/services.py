@@ -203,7 +203,6 @@ def reply_finish(
             if updated != 1:
                 return None
             (event,) = _insert(reply_id, seq, [(event_type, event_data)])
-            ChatSession.objects.filter(messages__id=reply_id).update(last_activity_at=now)
     except IntegrityError:
         return None
     return event

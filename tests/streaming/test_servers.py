@@ -99,7 +99,11 @@ def start_reply(port: int, tenant_key: str, content: str = "Explain streaming, p
     status, created = request(port, "POST", "/api/v1/sessions", {"tenant": tenant_key})
     assert status == 201
     status, accepted = request(
-        port, "POST", f"/api/v1/sessions/{created['id']}/messages", {"content": content, "mode": "poll"}, created["token"]
+        port,
+        "POST",
+        f"/api/v1/sessions/{created['id']}/messages",
+        {"content": content, "mode": "poll"},
+        created["token"],
     )
     assert status == 202, accepted
     return accepted["id"], created["token"]
@@ -172,7 +176,7 @@ def test_a_reply_running_on_one_worker_streams_and_cancels_from_another(
     stream = open_stream(worker_b, message_id, token)
     seen = parse_sse(read_frames(stream, stop_at="text.delta"))
     assert any(e.event == "text.delta" for e in seen)
-    status, cancelled = request(worker_b, "POST", f"/api/v1/messages/{message_id}/cancel", token=token)
+    status, _cancelled = request(worker_b, "POST", f"/api/v1/messages/{message_id}/cancel", token=token)
     rest = parse_sse(read_frames(open_stream(worker_b, message_id, token, last_event_id=seen[-1].id)))
 
     assert status in {200, 202}
