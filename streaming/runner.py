@@ -188,9 +188,10 @@ def start_detached(reply_id: uuid.UUID) -> None:
     task.add_done_callback(_detached.discard)
 
 
-async def start(reply_id: uuid.UUID) -> None:
-    """``start_detached`` for synchronous views: ``async_to_sync(start)(reply_id)`` runs on the server's loop."""
-    start_detached(reply_id)
+async def drain() -> None:
+    """Wait for every detached run of this process to end (a one-shot sweeper exits only then)."""
+    while _detached:
+        await asyncio.gather(*list(_detached), return_exceptions=True)
 
 
 def _status(reply_id: uuid.UUID) -> str:

@@ -317,3 +317,19 @@ def test_deltas_are_coalesced_and_the_first_is_never_held_back(tenant: Tenant) -
     assert len(deltas) <= 3
     assert recorder.writes <= 4
     assert [e.seq for e in published] == [seq for seq, _, _ in log if seq >= 3]
+
+
+def test_the_sweeper_command_runs_one_pass(tenant: Tenant) -> None:
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    reply = _orphan(tenant)
+    out = io.StringIO()
+
+    call_command("brook_sweeper", "--once", stdout=out)
+
+    assert json.loads(out.getvalue()) == {"interrupted": 1, "restarted": 0, "compacted": 0}
+    reply.refresh_from_db()
+    assert reply.status == MessageStatus.INTERRUPTED
