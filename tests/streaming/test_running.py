@@ -333,3 +333,15 @@ def test_the_sweeper_command_runs_one_pass(tenant: Tenant) -> None:
     assert json.loads(out.getvalue()) == {"interrupted": 1, "restarted": 0, "compacted": 0}
     reply.refresh_from_db()
     assert reply.status == MessageStatus.INTERRUPTED
+
+
+def test_the_event_log_is_readable_in_the_admin(tenant: Tenant, admin_client: Any) -> None:
+    reply = _orphan(tenant)
+
+    listing = admin_client.get("/admin/streaming/event/")
+    detail = admin_client.get(
+        f"/admin/streaming/event/{Event.objects.filter(message=reply).earliest('seq').pk}/change/"
+    )
+
+    assert listing.status_code == 200 and b"text.delta" in listing.content
+    assert detail.status_code == 200
