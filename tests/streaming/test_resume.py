@@ -63,7 +63,7 @@ def test_websocket_from_any_cut(session: SessionInfo, finished: tuple[str, list[
         socket = WebsocketCommunicator(router, f"/ws/v1/sessions/{session.id}/?token={session.token}")
         await socket.connect()
         await socket.send_json_to({"type": "resume", "message_id": reply_id, "after": cut})
-        got = []
+        got: list[int] = []
         while not got or got[-1] != seqs[-1]:
             got.append((await socket.receive_json_from(timeout=5))["seq"])
         await socket.disconnect()

@@ -188,17 +188,23 @@ def test_a_reply_running_on_one_worker_streams_and_cancels_from_another(
     assert "".join(e.data["delta"] for e in events if e.event == "text.delta") == reply.content
 
 
+def ended(message_id: str) -> Message:
+    """The reply once it is no longer running (10 s at most)."""
+    for _ in range(200):
+        reply = Message.objects.get(id=message_id)
+        if reply.status != MessageStatus.RUNNING:
+            return reply
+        time.sleep(0.05)
+    raise AssertionError("the reply is still running")
+
+
 def test_a_dropped_stream_does_not_stop_the_reply(server: Server, tenant: Any) -> None:
     port = server(BROOK_DEMO_TOKENS_PER_SECOND="100")
     message_id, token = start_reply(port, tenant.public_key)
 
     read_frames(open_stream(port, message_id, token), stop_at="text.delta")
 
-    for _ in range(200):
-        if Message.objects.get(id=message_id).status != MessageStatus.RUNNING:
-            break
-        time.sleep(0.05)
-    assert Message.objects.get(id=message_id).status == MessageStatus.COMPLETED
+    assert ended(message_id).status == MessageStatus.COMPLETED
 
 
 def test_with_cancel_on_disconnect_the_last_viewer_leaving_cancels(server: Server, tenant: Any) -> None:
@@ -208,10 +214,6 @@ def test_with_cancel_on_disconnect_the_last_viewer_leaving_cancels(server: Serve
 
     read_frames(open_stream(port, message_id, token), stop_at="text.delta")
 
-    for _ in range(200):
-        if Message.objects.get(id=message_id).status != MessageStatus.RUNNING:
-            break
-        time.sleep(0.05)
-    reply = Message.objects.get(id=message_id)
+    reply = ended(message_id)
     assert reply.status == MessageStatus.CANCELLED
     assert reply.content
