@@ -52,7 +52,8 @@ class LogRecorder(Emitter):
         self._tool_steps: dict[str, int] = {}
         self._usage: Usage | None = None
         # What the next flush writes.
-        self._pending: list[tuple[str, dict[str, Any]]] = []
+        # Events the next flush writes; a run of deltas of one type is kept as its parts and joined once, at flush.
+        self._pending: list[tuple[str, dict[str, Any] | list[str]]] = []
         self._pending_steps: list[services.StepOpened | services.StepClosed] = []
         self._snapshot_due = False
         self._lock = asyncio.Lock()
@@ -167,11 +168,11 @@ class LogRecorder(Emitter):
         if self._failure is not None:
             raise self._failure
         if kind in DELTA_TYPES:
-            if self._pending and self._pending[-1][0] == kind:
-                previous = self._pending[-1][1]
-                self._pending[-1] = (kind, {"delta": previous["delta"] + data["delta"]})
+            last = self._pending[-1] if self._pending else None
+            if last is not None and last[0] == kind and isinstance(last[1], list):
+                last[1].append(data["delta"])
             else:
-                self._pending.append((kind, data))
+                self._pending.append((kind, [data["delta"]]))
             if self._timer is None and not self._lock.locked():
                 wait = self._last_delta_flush + self._interval - time.monotonic()
                 if wait <= 0:
@@ -202,7 +203,10 @@ class LogRecorder(Emitter):
                 self._timer = None
             if not self._pending:
                 return
-            items, self._pending = self._pending, []
+            items = [
+                (kind, {"delta": "".join(data)} if isinstance(data, list) else data) for kind, data in self._pending
+            ]
+            self._pending = []
             steps, self._pending_steps = self._pending_steps, []
             first = self._next_seq
             self._next_seq += len(items)
