@@ -30,20 +30,20 @@ _ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 404, 40
 class SessionCreateApi(APIView):
     """Start a session for a tenant's widget; the response's token opens every session route."""
 
-    class InputSerializer(serializers.Serializer[Any]):
+    class SessionCreateInputSerializer(serializers.Serializer[Any]):
         tenant = serializers.CharField(max_length=64, help_text="The tenant's public key (the widget's data-tenant).")
         visitor_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
 
-    class OutputSerializer(serializers.Serializer[Any]):
+    class SessionCreatedSerializer(serializers.Serializer[Any]):
         id = serializers.UUIDField()
         token = serializers.CharField()
         token_expires_at = serializers.DateTimeField()
         visitor_id = serializers.CharField()
         created_at = serializers.DateTimeField()
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, **_ERRORS})
+    @extend_schema(request=SessionCreateInputSerializer, responses={201: SessionCreatedSerializer, **_ERRORS})
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.SessionCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         tenant = tenant_get_active(public_key=data.validated_data["tenant"])
         if tenant is None:
@@ -57,7 +57,7 @@ class SessionCreateApi(APIView):
             "visitor_id": session.visitor_id,
             "created_at": session.created_at,
         }
-        return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
+        return Response(self.SessionCreatedSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
 class SessionDetailApi(SessionScopedAPIView):
@@ -83,24 +83,29 @@ class MessageCreateApi(SessionScopedAPIView):
     """Send the visitor's message. ``batch``: 200 with the finished reply. ``poll``: 202 with where to poll.
     ``stream``: the reply's events as ``text/event-stream`` (fetch streaming)."""
 
-    class InputSerializer(serializers.Serializer[Any]):
+    class MessageCreateInputSerializer(serializers.Serializer[Any]):
         content = serializers.CharField(trim_whitespace=False, allow_blank=True)
         client_message_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
         mode = serializers.ChoiceField(choices=["batch", "poll", "stream"], default="batch")
 
-    class AcceptedSerializer(serializers.Serializer[Any]):
+    class MessageAcceptedSerializer(serializers.Serializer[Any]):
         id = serializers.UUIDField()
         status = serializers.CharField()
         reply_to = serializers.UUIDField()
         urls = serializers.DictField(child=serializers.URLField())
 
     @extend_schema(
-        request=InputSerializer,
-        responses={200: MessageSerializer, 202: AcceptedSerializer, **_ERRORS, 403: OpenApiResponse(ErrorSerializer)},
+        request=MessageCreateInputSerializer,
+        responses={
+            200: MessageSerializer,
+            202: MessageAcceptedSerializer,
+            **_ERRORS,
+            403: OpenApiResponse(ErrorSerializer),
+        },
     )
     def post(self, request: Request, session_id: str) -> HttpResponseBase:
         session = self.get_session(session_id)
-        data = self.InputSerializer(data=request.data)
+        data = self.MessageCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         mode = data.validated_data["mode"]
         if mode == Delivery.STREAM and not session.tenant.streaming_enabled:
@@ -124,18 +129,18 @@ class MessageCreateApi(SessionScopedAPIView):
             "reply_to": reply.reply_to_id,
             "urls": message_urls(request, str(reply.id)),
         }
-        return Response(self.AcceptedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
+        return Response(self.MessageAcceptedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
 
 
 class MessageCancelApi(SessionScopedAPIView):
     """Stop a reply, wherever it runs; idempotent. 202 while it stops, 200 once it has ended."""
 
-    class OutputSerializer(serializers.Serializer[Any]):
+    class MessageCancelSerializer(serializers.Serializer[Any]):
         id = serializers.UUIDField()
         status = serializers.CharField()
         outcome = serializers.CharField()
 
-    @extend_schema(request=None, responses={200: OutputSerializer, 202: OutputSerializer, **_ERRORS})
+    @extend_schema(request=None, responses={200: MessageCancelSerializer, 202: MessageCancelSerializer, **_ERRORS})
     def post(self, request: Request, message_id: str) -> Response:
         message = self.get_message(message_id)
         if message.role != Role.ASSISTANT:
@@ -144,4 +149,4 @@ class MessageCancelApi(SessionScopedAPIView):
         message.refresh_from_db(fields=["status"])
         body = {"id": message.id, "status": message.status, "outcome": outcome}
         code = status.HTTP_202_ACCEPTED if outcome == CancelOutcome.REQUESTED else status.HTTP_200_OK
-        return Response(self.OutputSerializer(body).data, status=code)
+        return Response(self.MessageCancelSerializer(body).data, status=code)

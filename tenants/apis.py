@@ -50,7 +50,7 @@ def widget_config(*, tenant: Tenant, request: Request) -> dict[str, Any]:
 class WidgetConfigApi(APIView):
     """``GET /api/v1/widget/config?tenant=<public key>``: the widget's start-up configuration."""
 
-    class OutputSerializer(serializers.Serializer[Any]):
+    class WidgetConfigSerializer(serializers.Serializer[Any]):
         tenant = serializers.DictField()
         features = serializers.DictField()
         endpoints = serializers.DictField(child=serializers.CharField())
@@ -58,7 +58,11 @@ class WidgetConfigApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("tenant", str, required=True, description="The tenant's public key.")],
-        responses={200: OutputSerializer, 400: OpenApiResponse(ErrorSerializer), 404: OpenApiResponse(ErrorSerializer)},
+        responses={
+            200: WidgetConfigSerializer,
+            400: OpenApiResponse(ErrorSerializer),
+            404: OpenApiResponse(ErrorSerializer),
+        },
     )
     def get(self, request: Request) -> Response:
         key = request.query_params.get("tenant", "")

@@ -62,3 +62,9 @@ def test_wrong_methods_answer_json_405(client: Client) -> None:
 
     assert response.status_code == 405
     assert response.json()["code"] == "METHOD_NOT_ALLOWED"
+
+
+def test_the_openapi_schema_validates_without_warnings() -> None:
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
