@@ -35,8 +35,11 @@ def _with_steps(queryset: QuerySet[Message]) -> QuerySet[Message]:
 
 
 def session_messages(*, session: ChatSession) -> list[Message]:
-    """The session's history, oldest first, each message with its thought steps (two queries)."""
-    return list(_with_steps(Message.objects.filter(session=session).order_by("created_at", "id")))
+    """The session's history, oldest first, each message with its thought steps (two queries, and one more per
+    reply still running, whose content comes from its event log)."""
+    from streaming.selectors import fill_live_content
+
+    return fill_live_content(list(_with_steps(Message.objects.filter(session=session).order_by("created_at", "id"))))
 
 
 def message_get_with_steps(*, message_id: uuid.UUID) -> Message:

@@ -40,3 +40,11 @@ def content_from_log(*, message_id: uuid.UUID) -> tuple[str, str, int]:
         elif kind == EventType.REASONING_DELTA:
             reasoning.append(data.get("delta", ""))
     return "".join(content), "".join(reasoning), last
+
+
+def fill_live_content(messages: list[Message]) -> list[Message]:
+    """Bring unfinished replies' content and reasoning up to the newest logged delta (in memory, not saved)."""
+    for message in messages:
+        if not message.is_finished and message.log_compacted_at is None and message.role == "assistant":
+            message.content, message.reasoning, _ = content_from_log(message_id=message.id)
+    return messages

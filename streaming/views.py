@@ -26,7 +26,7 @@ from streaming import runner
 from streaming.db import db
 from streaming.delivery import Heartbeat, follow, stored_after, wait_for_events
 from streaming.dispatch import send_message
-from streaming.selectors import content_from_log, log_last_seq
+from streaming.selectors import fill_live_content, log_last_seq
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +99,8 @@ def _check_cursor(message: Message, after: int, last: int) -> None:
 
 def message_body(message_id: Any) -> dict[str, Any]:
     """The message as polling shows it: content and reasoning so far, from its log while it runs."""
-    message = message_get_with_steps(message_id=message_id)
-    body = dict(MessageSerializer(message).data)
-    if not message.is_finished and message.log_compacted_at is None:
-        body["content"], body["reasoning"], _ = content_from_log(message_id=message.id)
-    return body
+    (message,) = fill_live_content([message_get_with_steps(message_id=message_id)])
+    return dict(MessageSerializer(message).data)
 
 
 @require_GET

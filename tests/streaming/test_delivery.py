@@ -310,3 +310,21 @@ async def test_a_compacted_log_is_410_for_streams_and_expired_for_polls(session:
     assert poll.status_code == 200
     assert poll.json()["log_expired"] is True and poll.json()["done"] is True
     assert poll.json()["content"]
+
+
+async def test_the_history_shows_a_running_reply_so_far(session: SessionInfo, settings: Settings) -> None:
+    settings.BROOK_DEMO_TOKENS_PER_SECOND = 30
+    client = AsyncClient()
+    reply_id = await start_poll(client, session)
+    for _ in range(200):
+        if await sync_to_async(Event.objects.filter(message_id=reply_id, type="text.delta").exists)():
+            break
+        await asyncio.sleep(0.02)
+
+    history = (await client.get(session.url, headers={"Authorization": f"Bearer {session.token}"})).json()
+
+    reply = history["messages"][-1]
+    assert reply["status"] == "running"
+    assert reply["content"]
+    await client.post(f"/api/v1/messages/{reply_id}/cancel", headers={"Authorization": f"Bearer {session.token}"})
+    await poll_to_end(client, reply_id, session.token)
