@@ -60,6 +60,7 @@ class MessageAdmin(admin.ModelAdmin[Message]):
         "model",
         "prompt_tokens",
         "completion_tokens",
+        "reasoning_tokens",
         "time_to_first_token_ms",
         "duration_ms",
         "created_at",

@@ -24,6 +24,7 @@ class ErrorSerializer(serializers.Serializer[Any]):
 class UsageSerializer(serializers.Serializer[Any]):
     prompt_tokens = serializers.IntegerField(allow_null=True)
     completion_tokens = serializers.IntegerField(allow_null=True)
+    reasoning_tokens = serializers.IntegerField(allow_null=True)
 
 
 class MessageSerializer(serializers.ModelSerializer[Message]):
@@ -62,7 +63,11 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
 
     @extend_schema_field(UsageSerializer)
     def get_usage(self, message: Message) -> dict[str, int | None]:
-        return {"prompt_tokens": message.prompt_tokens, "completion_tokens": message.completion_tokens}
+        return {
+            "prompt_tokens": message.prompt_tokens,
+            "completion_tokens": message.completion_tokens,
+            "reasoning_tokens": message.reasoning_tokens,
+        }
 
 
 class SessionSerializer(serializers.ModelSerializer[ChatSession]):

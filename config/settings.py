@@ -244,6 +244,19 @@ BROOK_SWEEP_SECONDS = _float("BROOK_SWEEP_SECONDS", 5.0)
 BROOK_HEARTBEAT_SECONDS = _float("BROOK_HEARTBEAT_SECONDS", 15.0, minimum=1.0)
 BROOK_STREAM_RECHECK_SECONDS = _float("BROOK_STREAM_RECHECK_SECONDS", 5.0, minimum=0.5)
 
+# The LLM agent's process-wide default model (docs/providers.md); a tenant's own llm_* fields win.
+BROOK_LLM_PROVIDER = os.environ.get("BROOK_LLM_PROVIDER", "openai")
+if BROOK_LLM_PROVIDER not in {"openai"}:
+    raise ImproperlyConfigured(f"BROOK_LLM_PROVIDER={BROOK_LLM_PROVIDER!r}; Brook knows: openai.")
+BROOK_LLM_BASE_URL = os.environ.get("BROOK_LLM_BASE_URL", "")
+BROOK_LLM_MODEL = os.environ.get("BROOK_LLM_MODEL", "")
+BROOK_LLM_API_KEY = os.environ.get("BROOK_LLM_API_KEY", "")
+if not BROOK_LLM_API_KEY and os.environ.get("BROOK_LLM_API_KEY_FILE"):
+    BROOK_LLM_API_KEY = Path(os.environ["BROOK_LLM_API_KEY_FILE"]).read_text().strip()
+BROOK_LLM_CONNECT_TIMEOUT = _float("BROOK_LLM_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+BROOK_LLM_FIRST_TOKEN_TIMEOUT = _float("BROOK_LLM_FIRST_TOKEN_TIMEOUT", 30.0, minimum=0.1)
+BROOK_LLM_IDLE_TIMEOUT = _float("BROOK_LLM_IDLE_TIMEOUT", 20.0, minimum=0.1)
+
 # Serve /static/ from the ASGI app (make run); production puts a web server in front instead.
 BROOK_SERVE_STATIC = _bool("BROOK_SERVE_STATIC", DEBUG)
 

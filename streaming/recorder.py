@@ -250,6 +250,7 @@ class LogRecorder(Emitter):
                     "model": usage.model if usage else "",
                     "prompt_tokens": usage.prompt_tokens if usage else None,
                     "completion_tokens": usage.completion_tokens if usage else None,
+                    "reasoning_tokens": usage.reasoning_tokens if usage else None,
                 },
                 "time_to_first_token_ms": self._first_token_ms,
                 "duration_ms": duration_ms,
@@ -273,6 +274,7 @@ class LogRecorder(Emitter):
             model=usage.model if usage else "",
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
+            reasoning_tokens=usage.reasoning_tokens if usage else None,
             error_code=error_code,
             error_message=error_message,
         )

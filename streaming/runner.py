@@ -23,6 +23,7 @@ from chat.selectors import conversation_before
 from config.errors import ErrorCode
 from streaming import fanout, services
 from streaming.agents import Turn, agent_for
+from streaming.agents.base import AgentError
 from streaming.db import db
 from streaming.events import LoggedEvent, run_group
 from streaming.recorder import LogRecorder
@@ -138,6 +139,10 @@ async def _drive(reply: Message, recorder: LogRecorder, stop: asyncio.Event, los
         error = agent_task.exception()
         if error is None:
             await recorder.finish(MessageStatus.COMPLETED)
+            return
+        if isinstance(error, AgentError):
+            logger.warning("Reply %s failed: %s (tenant %s)", reply.id, error.code, tenant.pk)
+            await recorder.finish(MessageStatus.FAILED, error_code=error.code, error_message=error.message)
             return
         logger.error("Agent failed for reply %s (tenant %s)", reply.id, tenant.pk, exc_info=error)
         await recorder.finish(

@@ -177,6 +177,7 @@ def reply_finish(
     model: str = "",
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
+    reasoning_tokens: int | None = None,
     error_code: str = "",
     error_message: str = "",
 ) -> LoggedEvent | None:
@@ -194,6 +195,7 @@ def reply_finish(
                 model=model,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
+                reasoning_tokens=reasoning_tokens,
                 error_code=error_code,
                 error_message=error_message[:500],
                 lease_expires_at=None,

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 
@@ -46,6 +46,19 @@ class Agent(models.TextChoices):
     """The agents a tenant can run; more come with the providers issue."""
 
     DEMO = "demo", "Demo agent (no network)"
+    LLM = "llm", "LLM (a model provider)"
+
+
+class LlmProvider(models.TextChoices):
+    """Model APIs the LLM agent can call; blank means the process-wide default (BROOK_LLM_PROVIDER)."""
+
+    DEFAULT = "", "Process default"
+    OPENAI = "openai", "OpenAI-compatible (OpenAI, Groq, DeepSeek, vLLM, Ollama, OpenRouter)"
+
+
+secret_name_validator = RegexValidator(
+    r"^[A-Za-z][A-Za-z0-9_]{0,63}$", "A secret name: letters, digits and underscores, starting with a letter."
+)
 
 
 class DoubleTexting(models.TextChoices):
@@ -105,6 +118,26 @@ class Tenant(models.Model):
         default=7,
         validators=[MinValueValidator(1), MaxValueValidator(3650)],
         help_text="How long a finished reply's event log stays resumable; the message and its steps stay.",
+    )
+    llm_provider = models.CharField(max_length=16, choices=LlmProvider.choices, blank=True, default="")
+    llm_model = models.CharField(max_length=200, blank=True, help_text="Blank: BROOK_LLM_MODEL.")
+    llm_base_url = models.URLField(blank=True, help_text="Blank: BROOK_LLM_BASE_URL, or the provider's own.")
+    llm_system_prompt = models.TextField(blank=True)
+    llm_temperature = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(2)], help_text="Blank: the model's."
+    )
+    llm_max_tokens = models.PositiveIntegerField(
+        default=1024, validators=[MinValueValidator(1), MaxValueValidator(200_000)]
+    )
+    llm_api_key_secret = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[secret_name_validator],
+        help_text="The NAME of the secret holding the API key (environment BROOK_SECRET_<NAME>), never the key.",
+    )
+    llm_tools_enabled = models.BooleanField(default=True, help_text="Offer the built-in tools to the model.")
+    llm_reasoning_starts_open = models.BooleanField(
+        default=False, help_text="The model's template opens <think> in the prompt (Qwen3): output starts in reasoning."
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

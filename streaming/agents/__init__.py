@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from streaming.agents.base import Agent, Emitter, StepScope, Turn, Usage
 from streaming.agents.demo import DemoAgent
+from streaming.agents.llm import LlmAgent
 from tenants.models import Tenant
-
-AGENTS: dict[str, type[Agent]] = {DemoAgent.name: DemoAgent}
 
 
 def agent_for(tenant: Tenant) -> Agent:
     """The agent that answers for ``tenant``; raises LookupError for a name no agent has."""
-    try:
-        return AGENTS[tenant.agent]()
-    except KeyError:
-        raise LookupError(f"Tenant {tenant.pk} names unknown agent {tenant.agent!r}") from None
+    if tenant.agent == DemoAgent.name:
+        return DemoAgent()
+    if tenant.agent == LlmAgent.name:
+        return LlmAgent(tenant)
+    raise LookupError(f"Tenant {tenant.pk} names unknown agent {tenant.agent!r}")
 
 
-__all__ = ["AGENTS", "Agent", "Emitter", "StepScope", "Turn", "Usage", "agent_for"]
+__all__ = ["Agent", "Emitter", "StepScope", "Turn", "Usage", "agent_for"]

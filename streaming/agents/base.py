@@ -23,6 +23,15 @@ class Turn:
     content: str
 
 
+class AgentError(Exception):
+    """A failure with a stable code and a message safe to show the visitor (no secrets, no upstream bodies)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """What a reply cost, as the model (or the demo agent) counts it."""
@@ -30,6 +39,7 @@ class Usage:
     model: str
     prompt_tokens: int
     completion_tokens: int
+    reasoning_tokens: int = 0
 
 
 @dataclass(slots=True)

@@ -1,0 +1,99 @@
+"""What every model provider does for the LLM agent: stream one model call (docs/providers.md).
+
+A provider turns Brook's provider-neutral conversation into its API's request, streams the answer, and reports
+reasoning and text as they arrive through a ``Sink``. It returns the finished call: text, reasoning, tool calls and
+usage. Failures are ``ProviderError`` with a stable code; the SDK's message never reaches the visitor.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streaming.agents.base import AgentError
+from streaming.tools import Tool
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(slots=True)
+class ChatTurn:
+    """One message of a model conversation: system, user, assistant (maybe with tool calls) or tool (a result)."""
+
+    role: str
+    content: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str = ""
+    # Provider-specific data a later turn must send back (Anthropic's thinking signature).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ModelCall:
+    """What one streamed call produced."""
+
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    provider: str
+    model: str
+    base_url: str = ""
+    api_key: str = ""
+    system_prompt: str = ""
+    temperature: float | None = None
+    max_tokens: int = 1024
+    connect_timeout: float = 5.0
+    first_token_timeout: float = 30.0
+    idle_timeout: float = 20.0
+    reasoning_starts_open: bool = False
+
+
+class ProviderError(AgentError):
+    """A provider failure; ``retryable`` ones may be retried while nothing has reached a client yet."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(code, message)
+        self.retryable = retryable
+
+
+@dataclass
+class Sink:
+    """Where a provider reports deltas as they arrive; ``emitted`` tells the agent whether a retry is still safe."""
+
+    on_reasoning: Callable[[str], Awaitable[None]]
+    on_text: Callable[[str], Awaitable[None]]
+    emitted: bool = False
+
+    async def reasoning(self, delta: str) -> None:
+        if delta:
+            self.emitted = True
+            await self.on_reasoning(delta)
+
+    async def text(self, delta: str) -> None:
+        if delta:
+            self.emitted = True
+            await self.on_text(delta)
+
+
+class Provider(abc.ABC):
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    async def stream(self, turns: Sequence[ChatTurn], tools: Sequence[Tool], sink: Sink) -> ModelCall:
+        """Stream one model call; report deltas to ``sink``; close the upstream request if cancelled."""

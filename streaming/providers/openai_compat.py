@@ -1,0 +1,184 @@
+"""OpenAI-compatible chat completions (OpenAI, Groq, DeepSeek, vLLM, Ollama, OpenRouter) through the ``openai`` SDK.
+
+Streams ``chat.completions.create(stream=True, stream_options={"include_usage": True})``. Reasoning arrives as
+``delta.reasoning_content`` (DeepSeek, vLLM), ``delta.reasoning`` (Groq's parsed format, OpenRouter, Ollama), or in
+the text between ``<think>`` tags (``streaming.reasoning``). Tool calls arrive as argument fragments per index and
+are assembled here. docs/providers.md lists how each failure maps to a code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI
+
+from config.errors import ErrorCode
+from streaming.providers.base import ChatTurn, ModelCall, Provider, ProviderError, Sink, ToolCall
+from streaming.reasoning import TagSplitter
+from streaming.tools import Tool
+
+
+def _messages(turns: Sequence[ChatTurn]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for turn in turns:
+        if turn.role == "tool":
+            out.append({"role": "tool", "tool_call_id": turn.tool_call_id, "content": turn.content})
+        elif turn.tool_calls:
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": turn.content or None,
+                    "tool_calls": [
+                        {
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+                        }
+                        for call in turn.tool_calls
+                    ],
+                }
+            )
+        else:
+            out.append({"role": turn.role, "content": turn.content})
+    return out
+
+
+def _tools(tools: Sequence[Tool]) -> list[dict[str, Any]]:
+    return [
+        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+        for t in tools
+    ]
+
+
+def translate_error(error: Exception) -> ProviderError:
+    """The SDK's exception as a stable code; messages name the status, never the upstream body or the key."""
+    if isinstance(error, ProviderError):
+        return error
+    if isinstance(error, openai.APITimeoutError):
+        return ProviderError(ErrorCode.PROVIDER_TIMEOUT, "The model provider did not answer in time.", retryable=True)
+    if isinstance(error, openai.APIConnectionError):
+        return ProviderError(ErrorCode.PROVIDER_UNREACHABLE, "The model provider could not be reached.", retryable=True)
+    if isinstance(error, openai.APIStatusError):
+        status = error.status_code
+        if status in (401, 403):
+            return ProviderError(ErrorCode.PROVIDER_AUTH, f"The model provider refused the credentials ({status}).")
+        if status == 404:
+            return ProviderError(ErrorCode.PROVIDER_NOT_FOUND, "The model provider does not know this model (404).")
+        if status == 429:
+            return ProviderError(
+                ErrorCode.PROVIDER_RATE_LIMITED, "The model provider is rate limiting (429).", retryable=True
+            )
+        if status >= 500:
+            return ProviderError(
+                ErrorCode.PROVIDER_UNAVAILABLE, f"The model provider failed ({status}).", retryable=True
+            )
+        return ProviderError(ErrorCode.PROVIDER_BAD_REQUEST, f"The model provider rejected the request ({status}).")
+    if isinstance(error, openai.APIError | ValueError | KeyError | TypeError | json.JSONDecodeError):
+        return ProviderError(ErrorCode.PROVIDER_BAD_RESPONSE, "The model provider sent a malformed response.")
+    raise error
+
+
+class _ToolCallBuilder:
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.arguments: list[str] = []
+
+    def build(self) -> ToolCall:
+        raw = "".join(self.arguments) or "{}"
+        try:
+            arguments = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ProviderError(
+                ErrorCode.PROVIDER_BAD_RESPONSE, f"The model sent malformed arguments for {self.name!r}."
+            ) from None
+        if not isinstance(arguments, dict):
+            arguments = {"value": arguments}
+        return ToolCall(id=self.id, name=self.name, arguments=arguments)
+
+
+class OpenAICompatible(Provider):
+    """Chat completions over the ``openai`` SDK against any compatible base URL."""
+
+    def client(self) -> AsyncOpenAI:
+        config = self.config
+        return AsyncOpenAI(
+            api_key=config.api_key or "not-needed",  # local servers (Ollama, vLLM) take any key
+            base_url=config.base_url or None,
+            max_retries=0,  # the LLM agent retries, and only before the first token reached a client
+            timeout=openai.Timeout(connect=config.connect_timeout, read=config.idle_timeout, write=10.0, pool=5.0),
+        )
+
+    async def stream(self, turns: Sequence[ChatTurn], tools: Sequence[Tool], sink: Sink) -> ModelCall:
+        config = self.config
+        request: dict[str, Any] = {
+            "model": config.model,
+            "messages": _messages(turns),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": config.max_tokens,
+        }
+        if config.temperature is not None:
+            request["temperature"] = config.temperature
+        if tools:
+            request["tools"] = _tools(tools)
+        result = ModelCall()
+        splitter = TagSplitter(starts_in_reasoning=config.reasoning_starts_open)
+        builders: dict[int, _ToolCallBuilder] = {}
+        reasoning: list[str] = []
+        text: list[str] = []
+
+        async def report(pieces: Sequence[tuple[str, str]]) -> None:
+            for kind, piece in pieces:
+                if kind == "reasoning":
+                    reasoning.append(piece)
+                    await sink.reasoning(piece)
+                else:
+                    text.append(piece)
+                    await sink.text(piece)
+
+        client = self.client()
+        try:
+            async with asyncio.timeout(config.first_token_timeout) as first_token:
+                stream = await client.chat.completions.create(**request)
+                async with stream:
+                    async for chunk in stream:
+                        if chunk.usage is not None:
+                            result.prompt_tokens = chunk.usage.prompt_tokens or 0
+                            result.completion_tokens = chunk.usage.completion_tokens or 0
+                            details = getattr(chunk.usage, "completion_tokens_details", None)
+                            result.reasoning_tokens = getattr(details, "reasoning_tokens", None) or 0
+                        for choice in chunk.choices:
+                            delta = choice.delta
+                            extra = delta.model_extra or {}
+                            thought = extra.get("reasoning_content") or extra.get("reasoning") or ""
+                            if thought:
+                                first_token.reschedule(None)
+                                reasoning.append(str(thought))
+                                await sink.reasoning(str(thought))
+                            if delta.content:
+                                first_token.reschedule(None)
+                                await report(splitter.feed(delta.content))
+                            for fragment in delta.tool_calls or []:
+                                first_token.reschedule(None)
+                                builder = builders.setdefault(fragment.index, _ToolCallBuilder())
+                                builder.id = fragment.id or builder.id
+                                if fragment.function is not None:
+                                    builder.name = fragment.function.name or builder.name
+                                    builder.arguments.append(fragment.function.arguments or "")
+            await report(splitter.finish())
+        except TimeoutError:
+            raise ProviderError(
+                ErrorCode.PROVIDER_TIMEOUT, "The model provider sent nothing in time.", retryable=True
+            ) from None
+        except Exception as error:
+            raise translate_error(error) from None
+        finally:
+            await asyncio.shield(client.close())
+        result.text, result.reasoning = "".join(text), "".join(reasoning)
+        result.tool_calls = [builders[index].build() for index in sorted(builders)]
+        return result

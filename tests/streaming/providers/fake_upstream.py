@@ -1,0 +1,137 @@
+"""A local model API for tests: a real HTTP server that replays scripted responses in a provider's wire format.
+
+Each request takes the next script: an error status with a JSON body, or a ``text/event-stream`` of ``data:`` lines
+written one by one (with optional pauses), ended by closing the connection. It records every request and notices
+when a client hangs up mid-stream.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Script:
+    status: int = 200
+    events: list[Any] = field(default_factory=list)  # dicts (sent as JSON) or raw strings
+    error: dict[str, Any] | None = None
+    delay_first: float = 0.0
+    delay_each: float = 0.0
+    done_marker: bool = True
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class FakeUpstream:
+    def __init__(self) -> None:
+        self.scripts: deque[Script] = deque()
+        self.requests: list[Seen] = []
+        self.disconnected = threading.Event()
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                upstream.requests.append(Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                script = upstream.scripts.popleft() if upstream.scripts else Script(status=500)
+                if script.status != 200:
+                    payload = json.dumps(script.error or {"error": {"message": "scripted failure"}}).encode()
+                    self.send_response(script.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                try:
+                    time.sleep(script.delay_first)
+                    for event in script.events:
+                        line = event if isinstance(event, str) else json.dumps(event)
+                        self.wfile.write(f"data: {line}\n\n".encode())
+                        self.wfile.flush()
+                        time.sleep(script.delay_each)
+                    if script.done_marker:
+                        self.wfile.write(b"data: [DONE]\n\n")
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    upstream.disconnected.set()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def add(self, **script: Any) -> None:
+        self.scripts.append(Script(**script))
+
+    def start(self) -> FakeUpstream:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def openai_chunk(
+    *,
+    content: str | None = None,
+    reasoning_content: str | None = None,
+    reasoning: str | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
+    finish: str | None = None,
+) -> dict[str, Any]:
+    """One chat.completion.chunk as OpenAI-compatible servers send it."""
+    delta: dict[str, Any] = {}
+    if content is not None:
+        delta["content"] = content
+    if reasoning_content is not None:
+        delta["reasoning_content"] = reasoning_content
+    if reasoning is not None:
+        delta["reasoning"] = reasoning
+    if tool_calls is not None:
+        delta["tool_calls"] = tool_calls
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "test-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def openai_usage(prompt: int, completion: int, reasoning: int = 0) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "test-model",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "completion_tokens_details": {"reasoning_tokens": reasoning},
+        },
+    }
