@@ -81,10 +81,12 @@ def test_it_streams_the_answer_and_records_usage(
 def test_reasoning_fields_become_reasoning_not_answer(
     api: APIClient, session: SessionInfo, llm_tenant: Tenant, upstream: FakeUpstream, field: str
 ) -> None:
+    first: dict[str, Any] = {field: "Six sevens "}
+    second: dict[str, Any] = {field: "are 42."}
     upstream.add(
         events=[
-            openai_chunk(**{field: "Six sevens "}),
-            openai_chunk(**{field: "are 42."}),
+            openai_chunk(**first),
+            openai_chunk(**second),
             openai_chunk(content="42"),
             openai_usage(10, 9, reasoning=6),
         ]
