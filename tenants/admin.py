@@ -39,5 +39,21 @@ class TenantAdmin(admin.ModelAdmin[Tenant]):
                 ]
             },
         ),
+        (
+            "Model (agent llm; docs/providers.md)",
+            {
+                "fields": [
+                    "llm_provider",
+                    "llm_model",
+                    "llm_base_url",
+                    "llm_api_key_secret",
+                    "llm_system_prompt",
+                    "llm_temperature",
+                    "llm_max_tokens",
+                    "llm_tools_enabled",
+                    "llm_reasoning_starts_open",
+                ]
+            },
+        ),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]

@@ -24,6 +24,15 @@ EDITABLE_FIELDS = (
     "double_texting",
     "cancel_on_disconnect",
     "log_retention_days",
+    "llm_provider",
+    "llm_model",
+    "llm_base_url",
+    "llm_system_prompt",
+    "llm_temperature",
+    "llm_max_tokens",
+    "llm_api_key_secret",
+    "llm_tools_enabled",
+    "llm_reasoning_starts_open",
 )
 
 DEMO_PUBLIC_KEY = "demo"

@@ -92,3 +92,23 @@ def test_brook_setup_makes_no_admin_without_debug(settings: Settings) -> None:
 
     assert not User.objects.exists()
     assert Tenant.objects.filter(public_key="demo").exists()
+
+
+def test_set_selects_the_llm_agent_and_names_a_secret_not_a_key(tenant: Tenant) -> None:
+    body = json.loads(
+        run(
+            "tenants",
+            "set",
+            tenant.public_key,
+            "agent=llm",
+            "llm_model=qwen3:8b",
+            "llm_api_key_secret=ACME_KEY",
+            "llm_temperature=0.2",
+        )
+    )
+
+    assert body["agent"] == "llm"
+    assert body["llm"]["model"] == "qwen3:8b" and body["llm"]["api_key_secret"] == "ACME_KEY"
+    assert body["llm"]["temperature"] == 0.2
+    with pytest.raises(CommandError):
+        run("tenants", "set", tenant.public_key, "llm_api_key_secret=sk-live key with spaces")

@@ -12,13 +12,20 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tenants.models import Agent, Tenant
 from tenants.services import EDITABLE_FIELDS, tenant_create, tenant_update
 
-_BOOLEAN_FIELDS = {"is_active", "streaming_enabled", "cancel_on_disconnect"}
+_BOOLEAN_FIELDS = {
+    "is_active",
+    "streaming_enabled",
+    "cancel_on_disconnect",
+    "llm_tools_enabled",
+    "llm_reasoning_starts_open",
+}
 _INTEGER_FIELDS = {
     "streaming_percentage",
     "messages_per_minute",
     "max_stream_seconds",
     "max_message_length",
     "log_retention_days",
+    "llm_max_tokens",
 }
 
 
@@ -39,6 +46,16 @@ def tenant_json(tenant: Tenant) -> dict[str, Any]:
         "double_texting": tenant.double_texting,
         "cancel_on_disconnect": tenant.cancel_on_disconnect,
         "log_retention_days": tenant.log_retention_days,
+        "llm": {
+            "provider": tenant.llm_provider,
+            "model": tenant.llm_model,
+            "base_url": tenant.llm_base_url,
+            "api_key_secret": tenant.llm_api_key_secret,
+            "temperature": tenant.llm_temperature,
+            "max_tokens": tenant.llm_max_tokens,
+            "tools_enabled": tenant.llm_tools_enabled,
+            "reasoning_starts_open": tenant.llm_reasoning_starts_open,
+        },
     }
 
 
@@ -59,6 +76,13 @@ def parse_assignment(assignment: str) -> tuple[str, Any]:
             return field, int(raw)
         except ValueError:
             raise CommandError(f"{field} takes a whole number, not {raw!r}.") from None
+    if field == "llm_temperature":
+        if raw.strip() == "":
+            return field, None
+        try:
+            return field, float(raw)
+        except ValueError:
+            raise CommandError(f"{field} takes a number, not {raw!r}.") from None
     if field == "allowed_origins":
         return field, [item.strip() for item in raw.split(",") if item.strip()]
     return field, raw
