@@ -144,7 +144,6 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
-FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6's default for URLs typed without a scheme, opted into now
 ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import models
 
 from tenants.models import Tenant
 
@@ -23,6 +24,7 @@ class TenantAdmin(admin.ModelAdmin[Tenant]):
     list_filter = ["is_active", "streaming_enabled", "agent"]
     search_fields = ["name", "slug", "public_key"]
     readonly_fields = ["created_at", "updated_at"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     prepopulated_fields = {"slug": ["name"]}
     fieldsets = [
         (None, {"fields": ["name", "slug", "public_key", "is_active", "allowed_origins"]}),
