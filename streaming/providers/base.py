@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from config.errors import ErrorCode
 from streaming.agents.base import AgentError
 from streaming.tools import Tool
 
@@ -69,6 +70,33 @@ class ProviderError(AgentError):
     def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
         super().__init__(code, message)
         self.retryable = retryable
+
+
+def error_for_status(status: int) -> ProviderError:
+    """An upstream HTTP status as a stable code; the message names only the status, never the upstream's body."""
+    if status in (401, 403):
+        return ProviderError(ErrorCode.PROVIDER_AUTH, f"The model provider refused the credentials ({status}).")
+    if status == 404:
+        return ProviderError(ErrorCode.PROVIDER_NOT_FOUND, "The model provider does not know this model (404).")
+    if status == 429:
+        return ProviderError(
+            ErrorCode.PROVIDER_RATE_LIMITED, "The model provider is rate limiting (429).", retryable=True
+        )
+    if status >= 500 or status < 400:  # below 400: an error event inside a 200 stream (e.g. overloaded)
+        return ProviderError(ErrorCode.PROVIDER_UNAVAILABLE, "The model provider failed.", retryable=True)
+    return ProviderError(ErrorCode.PROVIDER_BAD_REQUEST, f"The model provider rejected the request ({status}).")
+
+
+def timed_out() -> ProviderError:
+    return ProviderError(ErrorCode.PROVIDER_TIMEOUT, "The model provider did not answer in time.", retryable=True)
+
+
+def unreachable() -> ProviderError:
+    return ProviderError(ErrorCode.PROVIDER_UNREACHABLE, "The model provider could not be reached.", retryable=True)
+
+
+def malformed() -> ProviderError:
+    return ProviderError(ErrorCode.PROVIDER_BAD_RESPONSE, "The model provider sent a malformed response.")
 
 
 @dataclass

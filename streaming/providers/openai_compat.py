@@ -17,7 +17,18 @@ import openai
 from openai import AsyncOpenAI
 
 from config.errors import ErrorCode
-from streaming.providers.base import ChatTurn, ModelCall, Provider, ProviderError, Sink, ToolCall
+from streaming.providers.base import (
+    ChatTurn,
+    ModelCall,
+    Provider,
+    ProviderError,
+    Sink,
+    ToolCall,
+    error_for_status,
+    malformed,
+    timed_out,
+    unreachable,
+)
 from streaming.reasoning import TagSplitter
 from streaming.tools import Tool
 
@@ -59,26 +70,13 @@ def translate_error(error: Exception) -> ProviderError:
     if isinstance(error, ProviderError):
         return error
     if isinstance(error, openai.APITimeoutError):
-        return ProviderError(ErrorCode.PROVIDER_TIMEOUT, "The model provider did not answer in time.", retryable=True)
+        return timed_out()
     if isinstance(error, openai.APIConnectionError):
-        return ProviderError(ErrorCode.PROVIDER_UNREACHABLE, "The model provider could not be reached.", retryable=True)
+        return unreachable()
     if isinstance(error, openai.APIStatusError):
-        status = error.status_code
-        if status in (401, 403):
-            return ProviderError(ErrorCode.PROVIDER_AUTH, f"The model provider refused the credentials ({status}).")
-        if status == 404:
-            return ProviderError(ErrorCode.PROVIDER_NOT_FOUND, "The model provider does not know this model (404).")
-        if status == 429:
-            return ProviderError(
-                ErrorCode.PROVIDER_RATE_LIMITED, "The model provider is rate limiting (429).", retryable=True
-            )
-        if status >= 500:
-            return ProviderError(
-                ErrorCode.PROVIDER_UNAVAILABLE, f"The model provider failed ({status}).", retryable=True
-            )
-        return ProviderError(ErrorCode.PROVIDER_BAD_REQUEST, f"The model provider rejected the request ({status}).")
-    if isinstance(error, openai.APIError | ValueError | KeyError | TypeError | json.JSONDecodeError):
-        return ProviderError(ErrorCode.PROVIDER_BAD_RESPONSE, "The model provider sent a malformed response.")
+        return error_for_status(error.status_code)
+    if isinstance(error, openai.APIError | ValueError | KeyError | TypeError):
+        return malformed()
     raise error
 
 
@@ -172,9 +170,7 @@ class OpenAICompatible(Provider):
                                     builder.arguments.append(fragment.function.arguments or "")
             await report(splitter.finish())
         except TimeoutError:
-            raise ProviderError(
-                ErrorCode.PROVIDER_TIMEOUT, "The model provider sent nothing in time.", retryable=True
-            ) from None
+            raise timed_out() from None
         except Exception as error:
             raise translate_error(error) from None
         finally:
