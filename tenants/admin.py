@@ -52,6 +52,7 @@ class TenantAdmin(admin.ModelAdmin[Tenant]):
                     "llm_system_prompt",
                     "llm_temperature",
                     "llm_max_tokens",
+                    "llm_thinking_budget",
                     "llm_tools_enabled",
                     "llm_reasoning_starts_open",
                 ]

@@ -54,6 +54,7 @@ class LlmProvider(models.TextChoices):
 
     DEFAULT = "", "Process default"
     OPENAI = "openai", "OpenAI-compatible (OpenAI, Groq, DeepSeek, vLLM, Ollama, OpenRouter)"
+    ANTHROPIC = "anthropic", "Anthropic Messages"
 
 
 secret_name_validator = RegexValidator(
@@ -135,6 +136,11 @@ class Tenant(models.Model):
         validators=[secret_name_validator],
         help_text="The NAME of the secret holding the API key (environment BROOK_SECRET_<NAME>), never the key.",
     )
+    llm_thinking_budget = models.PositiveIntegerField(
+        default=0,
+        validators=[MaxValueValidator(100_000)],
+        help_text="Anthropic extended thinking: token budget (0 = off; at least 1,024 and below max tokens when on).",
+    )
     llm_tools_enabled = models.BooleanField(default=True, help_text="Offer the built-in tools to the model.")
     llm_reasoning_starts_open = models.BooleanField(
         default=False, help_text="The model's template opens <think> in the prompt (Qwen3): output starts in reasoning."
@@ -160,6 +166,10 @@ class Tenant(models.Model):
 
     def clean(self) -> None:
         super().clean()
+        if self.llm_thinking_budget and not 1024 <= self.llm_thinking_budget < self.llm_max_tokens:
+            raise ValidationError(
+                {"llm_thinking_budget": "A thinking budget is at least 1,024 tokens and less than the max tokens."}
+            )
         if isinstance(self.allowed_origins, list):
             try:
                 self.allowed_origins = sorted({normalize_origin(origin) for origin in self.allowed_origins})

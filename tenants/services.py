@@ -32,6 +32,7 @@ EDITABLE_FIELDS = (
     "llm_max_tokens",
     "llm_api_key_secret",
     "llm_tools_enabled",
+    "llm_thinking_budget",
     "llm_reasoning_starts_open",
 )
 

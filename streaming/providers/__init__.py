@@ -12,11 +12,12 @@ import os
 from django.conf import settings
 
 from config.errors import ErrorCode
+from streaming.providers.anthropic_messages import AnthropicMessages
 from streaming.providers.base import Provider, ProviderConfig, ProviderError
 from streaming.providers.openai_compat import OpenAICompatible
 from tenants.models import Tenant
 
-PROVIDERS: dict[str, type[Provider]] = {"openai": OpenAICompatible}
+PROVIDERS: dict[str, type[Provider]] = {"openai": OpenAICompatible, "anthropic": AnthropicMessages}
 
 
 def read_secret(name: str) -> str:
@@ -45,6 +46,7 @@ def provider_config(tenant: Tenant) -> ProviderConfig:
         first_token_timeout=settings.BROOK_LLM_FIRST_TOKEN_TIMEOUT,
         idle_timeout=settings.BROOK_LLM_IDLE_TIMEOUT,
         reasoning_starts_open=tenant.llm_reasoning_starts_open,
+        thinking_budget=tenant.llm_thinking_budget,
     )
 
 

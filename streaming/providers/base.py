@@ -62,6 +62,7 @@ class ProviderConfig:
     first_token_timeout: float = 30.0
     idle_timeout: float = 20.0
     reasoning_starts_open: bool = False
+    thinking_budget: int = 0
 
 
 class ProviderError(AgentError):

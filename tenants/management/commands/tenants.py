@@ -26,6 +26,7 @@ _INTEGER_FIELDS = {
     "max_message_length",
     "log_retention_days",
     "llm_max_tokens",
+    "llm_thinking_budget",
 }
 
 
@@ -53,6 +54,7 @@ def tenant_json(tenant: Tenant) -> dict[str, Any]:
             "api_key_secret": tenant.llm_api_key_secret,
             "temperature": tenant.llm_temperature,
             "max_tokens": tenant.llm_max_tokens,
+            "thinking_budget": tenant.llm_thinking_budget,
             "tools_enabled": tenant.llm_tools_enabled,
             "reasoning_starts_open": tenant.llm_reasoning_starts_open,
         },

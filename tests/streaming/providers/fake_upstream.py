@@ -19,7 +19,8 @@ from typing import Any
 @dataclass
 class Script:
     status: int = 200
-    events: list[Any] = field(default_factory=list)  # dicts (sent as JSON) or raw strings
+    # Each event: a dict (sent as JSON), a raw string, or (event name, dict) for APIs that name their events.
+    events: list[Any] = field(default_factory=list)
     error: dict[str, Any] | None = None
     delay_first: float = 0.0
     delay_each: float = 0.0
@@ -64,8 +65,12 @@ class FakeUpstream:
                 try:
                     time.sleep(script.delay_first)
                     for event in script.events:
+                        name = ""
+                        if isinstance(event, tuple):
+                            name, event = event
                         line = event if isinstance(event, str) else json.dumps(event)
-                        self.wfile.write(f"data: {line}\n\n".encode())
+                        frame = (f"event: {name}\n" if name else "") + f"data: {line}\n\n"
+                        self.wfile.write(frame.encode())
                         self.wfile.flush()
                         time.sleep(script.delay_each)
                     if script.done_marker:
@@ -79,8 +84,12 @@ class FakeUpstream:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return f"{self.root_url}/v1"
 
     def add(self, **script: Any) -> None:
         self.scripts.append(Script(**script))
@@ -135,3 +144,57 @@ def openai_usage(prompt: int, completion: int, reasoning: int = 0) -> dict[str, 
             "completion_tokens_details": {"reasoning_tokens": reasoning},
         },
     }
+
+
+def anthropic_stream(
+    *blocks: tuple[str, Any], input_tokens: int = 10, output_tokens: int = 5, stop: str = "end_turn"
+) -> list[tuple[str, dict[str, Any]]]:
+    """A Messages API event stream. Blocks: ("text", [pieces]), ("thinking", ([pieces], signature)),
+    ("tool_use", (id, name, [json pieces]))."""
+    events: list[tuple[str, dict[str, Any]]] = [
+        (
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_test",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "claude-test",
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                },
+            },
+        ),
+        ("ping", {"type": "ping"}),
+    ]
+    for index, (kind, body) in enumerate(blocks):
+        if kind == "text":
+            start: dict[str, Any] = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": piece} for piece in body]
+        elif kind == "thinking":
+            pieces, signature = body
+            start = {"type": "thinking", "thinking": "", "signature": ""}
+            deltas = [{"type": "thinking_delta", "thinking": piece} for piece in pieces]
+            deltas.append({"type": "signature_delta", "signature": signature})
+        else:
+            call_id, name, pieces = body
+            start = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in pieces]
+        events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": start}))
+        events += [("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d}) for d in deltas]
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+    events.append(
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": {"output_tokens": output_tokens},
+            },
+        )
+    )
+    events.append(("message_stop", {"type": "message_stop"}))
+    return events
