@@ -246,8 +246,9 @@ BROOK_STREAM_RECHECK_SECONDS = _float("BROOK_STREAM_RECHECK_SECONDS", 5.0, minim
 
 # The LLM agent's process-wide default model (docs/providers.md); a tenant's own llm_* fields win.
 BROOK_LLM_PROVIDER = os.environ.get("BROOK_LLM_PROVIDER", "openai")
-if BROOK_LLM_PROVIDER not in {"openai", "anthropic"}:
-    raise ImproperlyConfigured(f"BROOK_LLM_PROVIDER={BROOK_LLM_PROVIDER!r}; Brook knows: openai, anthropic.")
+if BROOK_LLM_PROVIDER not in {"openai", "anthropic", "bedrock"}:
+    raise ImproperlyConfigured(f"BROOK_LLM_PROVIDER={BROOK_LLM_PROVIDER!r}; Brook knows: openai, anthropic, bedrock.")
+BROOK_LLM_REGION = os.environ.get("BROOK_LLM_REGION", "us-east-1")
 BROOK_LLM_BASE_URL = os.environ.get("BROOK_LLM_BASE_URL", "")
 BROOK_LLM_MODEL = os.environ.get("BROOK_LLM_MODEL", "")
 BROOK_LLM_API_KEY = os.environ.get("BROOK_LLM_API_KEY", "")

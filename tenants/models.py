@@ -55,6 +55,7 @@ class LlmProvider(models.TextChoices):
     DEFAULT = "", "Process default"
     OPENAI = "openai", "OpenAI-compatible (OpenAI, Groq, DeepSeek, vLLM, Ollama, OpenRouter)"
     ANTHROPIC = "anthropic", "Anthropic Messages"
+    BEDROCK = "bedrock", "Amazon Bedrock (Converse)"
 
 
 secret_name_validator = RegexValidator(

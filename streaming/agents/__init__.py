@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from streaming.agents.base import Agent, Emitter, StepScope, Turn, Usage
 from streaming.agents.demo import DemoAgent
-from streaming.agents.llm import LlmAgent
 from tenants.models import Tenant
 
 
@@ -12,7 +11,9 @@ def agent_for(tenant: Tenant) -> Agent:
     """The agent that answers for ``tenant``; raises LookupError for a name no agent has."""
     if tenant.agent == DemoAgent.name:
         return DemoAgent()
-    if tenant.agent == LlmAgent.name:
+    if tenant.agent == "llm":
+        from streaming.agents.llm import LlmAgent  # imports the providers, which import this package's base
+
         return LlmAgent(tenant)
     raise LookupError(f"Tenant {tenant.pk} names unknown agent {tenant.agent!r}")
 

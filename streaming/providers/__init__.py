@@ -14,10 +14,15 @@ from django.conf import settings
 from config.errors import ErrorCode
 from streaming.providers.anthropic_messages import AnthropicMessages
 from streaming.providers.base import Provider, ProviderConfig, ProviderError
+from streaming.providers.bedrock import BedrockConverse
 from streaming.providers.openai_compat import OpenAICompatible
 from tenants.models import Tenant
 
-PROVIDERS: dict[str, type[Provider]] = {"openai": OpenAICompatible, "anthropic": AnthropicMessages}
+PROVIDERS: dict[str, type[Provider]] = {
+    "openai": OpenAICompatible,
+    "anthropic": AnthropicMessages,
+    "bedrock": BedrockConverse,
+}
 
 
 def read_secret(name: str) -> str:

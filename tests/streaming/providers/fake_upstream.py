@@ -8,8 +8,10 @@ when a client hangs up mid-stream.
 from __future__ import annotations
 
 import json
+import struct
 import threading
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +24,9 @@ class Script:
     # Each event: a dict (sent as JSON), a raw string, or (event name, dict) for APIs that name their events.
     events: list[Any] = field(default_factory=list)
     error: dict[str, Any] | None = None
+    # Bedrock: (event type, payload) or (exception type, payload, "exception"), sent as AWS binary event-stream.
+    aws_events: list[tuple[Any, ...]] | None = None
+    error_type: str = ""  # x-amzn-ErrorType of an error response
     delay_first: float = 0.0
     delay_each: float = 0.0
     done_marker: bool = True
@@ -42,6 +47,8 @@ class FakeUpstream:
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # AWS event streams are chunked, as the real service sends them
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
@@ -54,16 +61,32 @@ class FakeUpstream:
                     payload = json.dumps(script.error or {"error": {"message": "scripted failure"}}).encode()
                     self.send_response(script.status)
                     self.send_header("Content-Type", "application/json")
+                    if script.error_type:
+                        self.send_header("x-amzn-ErrorType", script.error_type)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
                     return
                 self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
+                binary = script.aws_events is not None
+                self.send_header(
+                    "Content-Type", "application/vnd.amazon.eventstream" if binary else "text/event-stream"
+                )
                 self.send_header("Connection", "close")
+                if binary:
+                    self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 try:
                     time.sleep(script.delay_first)
+                    for aws_event in script.aws_events or []:
+                        message = aws_message(*aws_event)
+                        self.wfile.write(f"{len(message):x}\r\n".encode() + message + b"\r\n")
+                        self.wfile.flush()
+                        time.sleep(script.delay_each)
+                    if binary:
+                        self.wfile.write(b"0\r\n\r\n")
+                        self.wfile.flush()
+                        return
                     for event in script.events:
                         name = ""
                         if isinstance(event, tuple):
@@ -101,6 +124,72 @@ class FakeUpstream:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _aws_header(name: str, value: str) -> bytes:
+    encoded_name, encoded_value = name.encode(), value.encode()
+    return (
+        struct.pack(">B", len(encoded_name))
+        + encoded_name
+        + struct.pack(">BH", 7, len(encoded_value))  # 7: string
+        + encoded_value
+    )
+
+
+def aws_message(kind: str, payload: dict[str, Any], message_type: str = "event") -> bytes:
+    """One message of AWS's binary event-stream encoding (prelude, headers, payload, CRC32s)."""
+    headers = (
+        _aws_header(":message-type", message_type)
+        + _aws_header(":exception-type" if message_type == "exception" else ":event-type", kind)
+        + _aws_header(":content-type", "application/json")
+    )
+    body = json.dumps(payload).encode()
+    total = 12 + len(headers) + len(body) + 4
+    prelude = struct.pack(">II", total, len(headers))
+    prelude += struct.pack(">I", zlib.crc32(prelude))
+    message = prelude + headers + body
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def bedrock_stream(
+    *blocks: tuple[str, Any], input_tokens: int = 10, output_tokens: int = 5, stop: str = "end_turn"
+) -> list[tuple[str, dict[str, Any]]]:
+    """A ConverseStream event stream. Blocks: ("text", [pieces]), ("reasoning", ([pieces], signature)),
+    ("tool_use", (id, name, [json pieces]))."""
+    events: list[tuple[str, dict[str, Any]]] = [("messageStart", {"role": "assistant"})]
+    for index, (kind, body) in enumerate(blocks):
+        if kind == "tool_use":
+            call_id, name, pieces = body
+            events.append(
+                (
+                    "contentBlockStart",
+                    {"contentBlockIndex": index, "start": {"toolUse": {"toolUseId": call_id, "name": name}}},
+                )
+            )
+            deltas = [{"toolUse": {"input": piece}} for piece in pieces]
+        elif kind == "reasoning":
+            pieces, signature = body
+            deltas = [{"reasoningContent": {"text": piece}} for piece in pieces]
+            deltas.append({"reasoningContent": {"signature": signature}})
+        else:
+            deltas = [{"text": piece} for piece in body]
+        events += [("contentBlockDelta", {"contentBlockIndex": index, "delta": delta}) for delta in deltas]
+        events.append(("contentBlockStop", {"contentBlockIndex": index}))
+    events.append(("messageStop", {"stopReason": stop}))
+    events.append(
+        (
+            "metadata",
+            {
+                "usage": {
+                    "inputTokens": input_tokens,
+                    "outputTokens": output_tokens,
+                    "totalTokens": input_tokens + output_tokens,
+                },
+                "metrics": {"latencyMs": 10},
+            },
+        )
+    )
+    return events
 
 
 def openai_chunk(
