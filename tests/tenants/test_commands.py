@@ -112,3 +112,10 @@ def test_set_selects_the_llm_agent_and_names_a_secret_not_a_key(tenant: Tenant) 
     assert body["llm"]["temperature"] == 0.2
     with pytest.raises(CommandError):
         run("tenants", "set", tenant.public_key, "llm_api_key_secret=sk-live key with spaces")
+
+
+def test_create_can_choose_the_llm_agent() -> None:
+    body = json.loads(run("tenants", "create", "--name", "Model shop", "--agent", "llm"))
+
+    assert body["agent"] == "llm"
+    assert Tenant.objects.get(public_key=body["public_key"]).agent == "llm"
