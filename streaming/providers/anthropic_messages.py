@@ -19,32 +19,16 @@ from anthropic import AsyncAnthropic
 
 from streaming.providers.base import (
     ChatTurn,
+    Deltas,
     ModelCall,
     Provider,
-    ProviderError,
     Sink,
     ToolCall,
-    error_for_status,
     malformed,
     timed_out,
-    unreachable,
+    translate_sdk_error,
 )
-from streaming.reasoning import TagSplitter
 from streaming.tools import Tool
-
-
-def translate_error(error: Exception) -> ProviderError:
-    if isinstance(error, ProviderError):
-        return error
-    if isinstance(error, anthropic.APITimeoutError):
-        return timed_out()
-    if isinstance(error, anthropic.APIConnectionError):
-        return unreachable()
-    if isinstance(error, anthropic.APIStatusError):
-        return error_for_status(error.status_code)
-    if isinstance(error, anthropic.APIError | ValueError | KeyError | TypeError):
-        return malformed()
-    raise error
 
 
 def _content(turn: ChatTurn) -> list[dict[str, Any]]:
@@ -104,19 +88,8 @@ class AnthropicMessages(Provider):
                 {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in tools
             ]
         result = ModelCall()
-        splitter = TagSplitter(starts_in_reasoning=config.reasoning_starts_open)
-        text: list[str] = []
-        reasoning: list[str] = []
+        deltas = Deltas(sink, starts_in_reasoning=config.reasoning_starts_open)
         blocks: dict[int, dict[str, Any]] = {}
-
-        async def report(pieces: Sequence[tuple[str, str]]) -> None:
-            for kind, piece in pieces:
-                if kind == "reasoning":
-                    reasoning.append(piece)
-                    await sink.reasoning(piece)
-                else:
-                    text.append(piece)
-                    await sink.text(piece)
 
         client = self.client()
         try:
@@ -141,12 +114,11 @@ class AnthropicMessages(Provider):
                             first_token.reschedule(None)
                             delta = event.delta
                             if delta.type == "text_delta":
-                                await report(splitter.feed(delta.text))
+                                await deltas.add_text(delta.text)
                             elif delta.type == "thinking_delta":
                                 blocks.setdefault(event.index, {"type": "thinking", "thinking": [], "signature": ""})
                                 blocks[event.index]["thinking"].append(delta.thinking)
-                                reasoning.append(delta.thinking)
-                                await sink.reasoning(delta.thinking)
+                                await deltas.add_reasoning(delta.thinking)
                             elif delta.type == "signature_delta":
                                 blocks.setdefault(event.index, {"type": "thinking", "thinking": [], "signature": ""})
                                 blocks[event.index]["signature"] += delta.signature
@@ -154,14 +126,13 @@ class AnthropicMessages(Provider):
                                 blocks[event.index]["json"].append(delta.partial_json)
                         elif event.type == "message_delta":
                             result.completion_tokens = event.usage.output_tokens or 0
-            await report(splitter.finish())
+            await deltas.finish(result)
         except TimeoutError:
             raise timed_out() from None
         except Exception as error:
-            raise translate_error(error) from None
+            raise translate_sdk_error(error, anthropic) from None
         finally:
             await asyncio.shield(client.close())
-        result.text, result.reasoning = "".join(text), "".join(reasoning)
         for index in sorted(blocks):
             block = blocks[index]
             if block["type"] == "tool_use":

@@ -14,6 +14,7 @@ from typing import Any
 
 from config.errors import ErrorCode
 from streaming.agents.base import AgentError
+from streaming.reasoning import TagSplitter
 from streaming.tools import Tool
 
 
@@ -100,6 +101,21 @@ def malformed() -> ProviderError:
     return ProviderError(ErrorCode.PROVIDER_BAD_RESPONSE, "The model provider sent a malformed response.")
 
 
+def translate_sdk_error(error: Exception, sdk: Any) -> ProviderError:
+    """A Stainless-generated SDK's exception (``openai``, ``anthropic``: the same class names) as a ProviderError."""
+    if isinstance(error, ProviderError):
+        return error
+    if isinstance(error, sdk.APITimeoutError):
+        return timed_out()
+    if isinstance(error, sdk.APIConnectionError):
+        return unreachable()
+    if isinstance(error, sdk.APIStatusError):
+        return error_for_status(error.status_code)
+    if isinstance(error, sdk.APIError | ValueError | KeyError | TypeError):
+        return malformed()
+    raise error
+
+
 @dataclass
 class Sink:
     """Where a provider reports deltas as they arrive; ``emitted`` tells the agent whether a retry is still safe."""
@@ -117,6 +133,36 @@ class Sink:
         if delta:
             self.emitted = True
             await self.on_text(delta)
+
+
+class Deltas:
+    """One call's text and reasoning as they stream: text goes through the tag splitter, both go to the sink."""
+
+    def __init__(self, sink: Sink, *, starts_in_reasoning: bool) -> None:
+        self.sink = sink
+        self.splitter = TagSplitter(starts_in_reasoning=starts_in_reasoning)
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+
+    async def add_text(self, chunk: str) -> None:
+        await self._report(self.splitter.feed(chunk))
+
+    async def add_reasoning(self, chunk: str) -> None:
+        if chunk:
+            self.reasoning.append(chunk)
+            await self.sink.reasoning(chunk)
+
+    async def finish(self, result: ModelCall) -> None:
+        await self._report(self.splitter.finish())
+        result.text, result.reasoning = "".join(self.text), "".join(self.reasoning)
+
+    async def _report(self, pieces: Sequence[tuple[str, str]]) -> None:
+        for kind, piece in pieces:
+            if kind == "reasoning":
+                await self.add_reasoning(piece)
+            else:
+                self.text.append(piece)
+                await self.sink.text(piece)
 
 
 class Provider(abc.ABC):

@@ -32,6 +32,7 @@ from django.conf import settings
 
 from streaming.providers.base import (
     ChatTurn,
+    Deltas,
     ModelCall,
     Provider,
     ProviderError,
@@ -42,7 +43,6 @@ from streaming.providers.base import (
     timed_out,
     unreachable,
 )
-from streaming.reasoning import TagSplitter
 from streaming.tools import Tool
 
 _STATUS_BY_CODE = {
@@ -174,20 +174,9 @@ class BedrockConverse(Provider):
 
         threading.Thread(target=read, name="bedrock-stream", daemon=True).start()
         result = ModelCall()
-        splitter = TagSplitter(starts_in_reasoning=config.reasoning_starts_open)
-        text: list[str] = []
-        reasoning: list[str] = []
+        deltas = Deltas(sink, starts_in_reasoning=config.reasoning_starts_open)
         tool_uses: dict[int, dict[str, Any]] = {}
         thinking: dict[int, dict[str, Any]] = {}
-
-        async def report(pieces: Sequence[tuple[str, str]]) -> None:
-            for kind, piece in pieces:
-                if kind == "reasoning":
-                    reasoning.append(piece)
-                    await sink.reasoning(piece)
-                else:
-                    text.append(piece)
-                    await sink.text(piece)
 
         try:
             async with asyncio.timeout(config.first_token_timeout) as first_token:
@@ -207,14 +196,13 @@ class BedrockConverse(Provider):
                         block = item["contentBlockDelta"]
                         index, delta = block["contentBlockIndex"], block["delta"]
                         if "text" in delta:
-                            await report(splitter.feed(delta["text"]))
+                            await deltas.add_text(delta["text"])
                         elif "reasoningContent" in delta:
                             part = delta["reasoningContent"]
                             entry = thinking.setdefault(index, {"text": [], "signature": ""})
                             if part.get("text"):
                                 entry["text"].append(part["text"])
-                                reasoning.append(part["text"])
-                                await sink.reasoning(part["text"])
+                                await deltas.add_reasoning(part["text"])
                             entry["signature"] += part.get("signature", "")
                         elif "toolUse" in delta:
                             tool_uses[index]["input"].append(delta["toolUse"].get("input", ""))
@@ -222,7 +210,7 @@ class BedrockConverse(Provider):
                         usage = item["metadata"].get("usage", {})
                         result.prompt_tokens = usage.get("inputTokens", 0)
                         result.completion_tokens = usage.get("outputTokens", 0)
-            await report(splitter.finish())
+            await deltas.finish(result)
         except TimeoutError:
             raise timed_out() from None
         except asyncio.CancelledError:
@@ -233,7 +221,6 @@ class BedrockConverse(Provider):
             raise
         except Exception as error:
             raise translate_error(error) from None
-        result.text, result.reasoning = "".join(text), "".join(reasoning)
         for index in sorted(tool_uses):
             use = tool_uses[index]
             try:

@@ -19,17 +19,15 @@ from openai import AsyncOpenAI
 from config.errors import ErrorCode
 from streaming.providers.base import (
     ChatTurn,
+    Deltas,
     ModelCall,
     Provider,
     ProviderError,
     Sink,
     ToolCall,
-    error_for_status,
-    malformed,
     timed_out,
-    unreachable,
+    translate_sdk_error,
 )
-from streaming.reasoning import TagSplitter
 from streaming.tools import Tool
 
 
@@ -63,21 +61,6 @@ def _tools(tools: Sequence[Tool]) -> list[dict[str, Any]]:
         {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
         for t in tools
     ]
-
-
-def translate_error(error: Exception) -> ProviderError:
-    """The SDK's exception as a stable code; messages name the status, never the upstream body or the key."""
-    if isinstance(error, ProviderError):
-        return error
-    if isinstance(error, openai.APITimeoutError):
-        return timed_out()
-    if isinstance(error, openai.APIConnectionError):
-        return unreachable()
-    if isinstance(error, openai.APIStatusError):
-        return error_for_status(error.status_code)
-    if isinstance(error, openai.APIError | ValueError | KeyError | TypeError):
-        return malformed()
-    raise error
 
 
 class _ToolCallBuilder:
@@ -125,19 +108,8 @@ class OpenAICompatible(Provider):
         if tools:
             request["tools"] = _tools(tools)
         result = ModelCall()
-        splitter = TagSplitter(starts_in_reasoning=config.reasoning_starts_open)
+        deltas = Deltas(sink, starts_in_reasoning=config.reasoning_starts_open)
         builders: dict[int, _ToolCallBuilder] = {}
-        reasoning: list[str] = []
-        text: list[str] = []
-
-        async def report(pieces: Sequence[tuple[str, str]]) -> None:
-            for kind, piece in pieces:
-                if kind == "reasoning":
-                    reasoning.append(piece)
-                    await sink.reasoning(piece)
-                else:
-                    text.append(piece)
-                    await sink.text(piece)
 
         client = self.client()
         try:
@@ -156,11 +128,10 @@ class OpenAICompatible(Provider):
                             thought = extra.get("reasoning_content") or extra.get("reasoning") or ""
                             if thought:
                                 first_token.reschedule(None)
-                                reasoning.append(str(thought))
-                                await sink.reasoning(str(thought))
+                                await deltas.add_reasoning(str(thought))
                             if delta.content:
                                 first_token.reschedule(None)
-                                await report(splitter.feed(delta.content))
+                                await deltas.add_text(delta.content)
                             for fragment in delta.tool_calls or []:
                                 first_token.reschedule(None)
                                 builder = builders.setdefault(fragment.index, _ToolCallBuilder())
@@ -168,13 +139,12 @@ class OpenAICompatible(Provider):
                                 if fragment.function is not None:
                                     builder.name = fragment.function.name or builder.name
                                     builder.arguments.append(fragment.function.arguments or "")
-            await report(splitter.finish())
+            await deltas.finish(result)
         except TimeoutError:
             raise timed_out() from None
         except Exception as error:
-            raise translate_error(error) from None
+            raise translate_sdk_error(error, openai) from None
         finally:
             await asyncio.shield(client.close())
-        result.text, result.reasoning = "".join(text), "".join(reasoning)
         result.tool_calls = [builders[index].build() for index in sorted(builders)]
         return result

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 from rest_framework.test import APIClient
 
 from tenants.models import Tenant
 from tests.conftest import SessionInfo
+from tests.streaming.providers.conftest import ask, stop_mid_answer
 from tests.streaming.providers.fake_upstream import FakeUpstream, anthropic_stream
 
 SECRET = "sk-ant-test-never-shown-5678"
@@ -18,16 +16,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    fake = FakeUpstream().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def claude(tenant: Tenant, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> Tenant:
     monkeypatch.setenv("BROOK_SECRET_ACME_CLAUDE", SECRET)
-    monkeypatch.setattr("streaming.agents.llm.BACKOFF_SECONDS", 0.01)
     Tenant.objects.filter(pk=tenant.pk).update(
         agent="llm",
         llm_provider="anthropic",
@@ -40,13 +30,6 @@ def claude(tenant: Tenant, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPat
     )
     tenant.refresh_from_db()
     return tenant
-
-
-def ask(api: APIClient, session: SessionInfo, content: str = "What is 6 times 7?") -> dict[str, Any]:
-    response = api.post(session.messages_url, {"content": content}, format="json", **session.auth)
-    assert response.status_code == 200, response.content
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def test_thinking_streams_as_reasoning_and_text_as_the_answer(
@@ -156,28 +139,6 @@ def test_without_a_thinking_budget_no_thinking_is_asked_for(
 async def test_stop_closes_the_upstream_connection(
     session: SessionInfo, claude: Tenant, upstream: FakeUpstream
 ) -> None:
-    import asyncio
-
-    from asgiref.sync import sync_to_async
-    from django.test import AsyncClient
-
-    from streaming.models import Event
-    from tests.streaming.conftest import poll_to_end
 
     upstream.add(events=anthropic_stream(("text", [f" t{n}" for n in range(400)])), delay_each=0.02)
-    client = AsyncClient()
-    auth = {"Authorization": f"Bearer {session.token}"}
-    started = await client.post(
-        session.messages_url, {"content": "Count slowly", "mode": "poll"}, content_type="application/json", headers=auth
-    )
-    reply_id = started.json()["id"]
-    for _ in range(300):
-        if await sync_to_async(Event.objects.filter(message_id=reply_id, type="text.delta").exists)():
-            break
-        await asyncio.sleep(0.02)
-
-    await client.post(f"/api/v1/messages/{reply_id}/cancel", headers=auth)
-    events = await poll_to_end(client, reply_id, session.token)
-
-    assert events[-1]["type"] == "message.cancelled"
-    assert await asyncio.to_thread(upstream.disconnected.wait, 5)
+    await stop_mid_answer(session, upstream)

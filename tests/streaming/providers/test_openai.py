@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.test import AsyncClient
 from pytest_django import Settings
 from rest_framework.test import APIClient
 
@@ -16,23 +13,15 @@ from chat.models import Message, ThoughtStep
 from streaming.models import Event
 from tenants.models import Tenant
 from tests.conftest import SessionInfo
-from tests.streaming.conftest import poll_to_end
+from tests.streaming.providers.conftest import ask, stop_mid_answer
 from tests.streaming.providers.fake_upstream import FakeUpstream, openai_chunk, openai_usage
 
 SECRET = "sk-test-do-not-leak-1234"
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    fake = FakeUpstream().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def llm_tenant(tenant: Tenant, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> Tenant:
     monkeypatch.setenv("BROOK_SECRET_ACME_OPENAI", SECRET)
-    monkeypatch.setattr("streaming.agents.llm.BACKOFF_SECONDS", 0.01)
     Tenant.objects.filter(pk=tenant.pk).update(
         agent="llm",
         llm_provider="openai",
@@ -43,13 +32,6 @@ def llm_tenant(tenant: Tenant, upstream: FakeUpstream, monkeypatch: pytest.Monke
     )
     tenant.refresh_from_db()
     return tenant
-
-
-def ask(api: APIClient, session: SessionInfo, content: str = "What is 6 times 7?") -> dict[str, Any]:
-    response = api.post(session.messages_url, {"content": content}, format="json", **session.auth)
-    assert response.status_code == 200, response.content
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def log_types(message_id: str) -> list[str]:
@@ -262,23 +244,9 @@ async def test_stop_closes_the_upstream_connection(
     session: SessionInfo, llm_tenant: Tenant, upstream: FakeUpstream
 ) -> None:
     upstream.add(events=[openai_chunk(content=f" t{n}") for n in range(400)], delay_each=0.02)
-    client = AsyncClient()
-    auth = {"Authorization": f"Bearer {session.token}"}
-    started = await client.post(
-        session.messages_url, {"content": "Count slowly", "mode": "poll"}, content_type="application/json", headers=auth
-    )
-    reply_id = started.json()["id"]
-    for _ in range(300):
-        if await sync_to_async(Event.objects.filter(message_id=reply_id, type="text.delta").exists)():
-            break
-        await asyncio.sleep(0.02)
+    events = await stop_mid_answer(session, upstream)
 
-    await client.post(f"/api/v1/messages/{reply_id}/cancel", headers=auth)
-    events = await poll_to_end(client, reply_id, session.token)
-
-    assert events[-1]["type"] == "message.cancelled"
-    assert await asyncio.to_thread(upstream.disconnected.wait, 5)
-    reply = await sync_to_async(Message.objects.get)(id=reply_id)
-    assert reply.content.startswith(" t0")
-    step = await sync_to_async(ThoughtStep.objects.get)(message_id=reply_id)
+    reply = await sync_to_async(Message.objects.get)(id=events[-1]["message_id"])
+    assert reply.content.startswith(" t0") and reply.content == events[-1]["data"]["content"]
+    step = await sync_to_async(ThoughtStep.objects.get)(message_id=reply.id)
     assert step.status == "failed"
