@@ -24,6 +24,7 @@ from streaming.providers.base import (
     Provider,
     Sink,
     ToolCall,
+    loop_client,
     malformed,
     timed_out,
     translate_sdk_error,
@@ -62,12 +63,19 @@ def _messages(turns: Sequence[ChatTurn]) -> tuple[str, list[dict[str, Any]]]:
 class AnthropicMessages(Provider):
     def client(self) -> AsyncAnthropic:
         config = self.config
-        return AsyncAnthropic(
-            api_key=config.api_key or "not-set",
-            base_url=config.base_url or None,
-            max_retries=0,
-            timeout=anthropic.Timeout(connect=config.connect_timeout, read=config.idle_timeout, write=10.0, pool=5.0),
+        key = ("anthropic", config.base_url, config.api_key, config.connect_timeout, config.idle_timeout)
+        client: AsyncAnthropic = loop_client(
+            key,
+            lambda: AsyncAnthropic(
+                api_key=config.api_key or "not-set",
+                base_url=config.base_url or None,
+                max_retries=0,
+                timeout=anthropic.Timeout(
+                    connect=config.connect_timeout, read=config.idle_timeout, write=10.0, pool=5.0
+                ),
+            ),
         )
+        return client
 
     async def stream(self, turns: Sequence[ChatTurn], tools: Sequence[Tool], sink: Sink) -> ModelCall:
         config = self.config
@@ -131,8 +139,6 @@ class AnthropicMessages(Provider):
             raise timed_out() from None
         except Exception as error:
             raise translate_sdk_error(error, anthropic) from None
-        finally:
-            await asyncio.shield(client.close())
         for index in sorted(blocks):
             block = blocks[index]
             if block["type"] == "tool_use":

@@ -8,7 +8,9 @@ usage. Failures are ``ProviderError`` with a stable code; the SDK's message neve
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+import weakref
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +165,20 @@ class Deltas:
             else:
                 self.text.append(piece)
                 await self.sink.text(piece)
+
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, Any]] = weakref.WeakKeyDictionary()
+
+
+def loop_client(key: Hashable, make: Callable[[], Any]) -> Any:
+    """One SDK client per configuration and event loop, so calls reuse connections (no TLS handshake per call).
+
+    Async HTTP clients belong to the loop they were made on; the cache forgets a loop's clients when the loop goes.
+    """
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    if key not in per_loop:
+        per_loop[key] = make()
+    return per_loop[key]
 
 
 class Provider(abc.ABC):

@@ -25,6 +25,7 @@ from streaming.providers.base import (
     ProviderError,
     Sink,
     ToolCall,
+    loop_client,
     timed_out,
     translate_sdk_error,
 )
@@ -87,12 +88,17 @@ class OpenAICompatible(Provider):
 
     def client(self) -> AsyncOpenAI:
         config = self.config
-        return AsyncOpenAI(
-            api_key=config.api_key or "not-needed",  # local servers (Ollama, vLLM) take any key
-            base_url=config.base_url or None,
-            max_retries=0,  # the LLM agent retries, and only before the first token reached a client
-            timeout=openai.Timeout(connect=config.connect_timeout, read=config.idle_timeout, write=10.0, pool=5.0),
+        key = ("openai", config.base_url, config.api_key, config.connect_timeout, config.idle_timeout)
+        client: AsyncOpenAI = loop_client(
+            key,
+            lambda: AsyncOpenAI(
+                api_key=config.api_key or "not-needed",  # local servers (Ollama, vLLM) take any key
+                base_url=config.base_url or None,
+                max_retries=0,  # the LLM agent retries, and only before the first token reached a client
+                timeout=openai.Timeout(connect=config.connect_timeout, read=config.idle_timeout, write=10.0, pool=5.0),
+            ),
         )
+        return client
 
     async def stream(self, turns: Sequence[ChatTurn], tools: Sequence[Tool], sink: Sink) -> ModelCall:
         config = self.config
@@ -144,7 +150,5 @@ class OpenAICompatible(Provider):
             raise timed_out() from None
         except Exception as error:
             raise translate_sdk_error(error, openai) from None
-        finally:
-            await asyncio.shield(client.close())
         result.tool_calls = [builders[index].build() for index in sorted(builders)]
         return result
