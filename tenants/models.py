@@ -12,8 +12,14 @@ from django.db import models
 
 
 def new_public_key() -> str:
-    """An unguessable widget key (the seeds' ``tenant_hash``): 128 random bits, URL-safe."""
-    return secrets.token_urlsafe(16)
+    """An unguessable widget key (the seeds' ``tenant_hash``): 128 random bits, URL-safe.
+
+    Never starting with ``-``, which command lines would read as an option (``tenants set KEY ...``).
+    """
+    while True:
+        key = secrets.token_urlsafe(16)
+        if not key.startswith("-"):
+            return key
 
 
 def normalize_origin(value: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from argparse import ArgumentParser
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -100,7 +99,7 @@ class Command(BaseCommand):
     help = "Create, list and change tenants. Output is JSON."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        actions = parser.add_subparsers(dest="action", required=True, parser_class=ArgumentParser)
+        actions = parser.add_subparsers(dest="action", required=True)
         create = actions.add_parser("create", help="Create a tenant and print it with its public key.")
         create.add_argument("--name", required=True)
         create.add_argument("--origins", nargs="*", default=[], metavar="URL", help="Allowed widget origins.")
