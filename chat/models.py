@@ -16,6 +16,14 @@ class ChatSession(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="sessions")
     visitor_id = models.CharField(max_length=128, blank=True, help_text="The widget's stable per-browser id.")
+    rollout_bucket = models.PositiveSmallIntegerField(
+        default=100, help_text="1-100 from a hash of tenant and visitor; streams when ≤ the tenant's percentage."
+    )
+    delivery = models.CharField(
+        max_length=16,
+        default="batch",
+        help_text="How the server decided this session gets replies (stream, poll or batch), at creation.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_activity_at = models.DateTimeField(auto_now_add=True)
 
@@ -24,6 +32,7 @@ class ChatSession(models.Model):
         indexes = [
             models.Index(fields=["tenant", "-last_activity_at"], name="session_tenant_activity"),
             models.Index(fields=["tenant", "visitor_id"], name="session_tenant_visitor"),
+            models.Index(fields=["tenant", "-created_at"], name="session_tenant_created"),
         ]
 
     def __str__(self) -> str:
@@ -162,3 +171,45 @@ class ThoughtStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.index}. {self.title}"
+
+
+class FallbackReason(models.TextChoices):
+    """Why a widget left a transport; each maps to one of seed 004's codes."""
+
+    CONNECTION_FAILED = "connection_failed", "The stream could not connect or kept dropping (STREAM_001)"
+    NOT_AUTHORIZED = "not_authorized", "The server refused streaming (STREAM_002)"
+    INVALID_PARAMETERS = "invalid_parameters", "The server refused the stream's parameters (STREAM_003)"
+    TIMEOUT = "timeout", "The stream went quiet for too long (STREAM_004)"
+    UNSUPPORTED = "unsupported", "The browser lacks the transport (STREAM_005)"
+    OTHER = "other", "Anything else (STREAM_005)"
+
+
+FALLBACK_CODES = {
+    FallbackReason.CONNECTION_FAILED: "STREAM_001",
+    FallbackReason.NOT_AUTHORIZED: "STREAM_002",
+    FallbackReason.INVALID_PARAMETERS: "STREAM_003",
+    FallbackReason.TIMEOUT: "STREAM_004",
+    FallbackReason.UNSUPPORTED: "STREAM_005",
+    FallbackReason.OTHER: "STREAM_005",
+}
+
+
+class FallbackReport(models.Model):
+    """A widget's report that it fell back from one transport to another (seed 004's STREAM_005), with the reason."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="fallbacks")
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="fallbacks")
+    message = models.ForeignKey(Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    reason = models.CharField(max_length=32, choices=FallbackReason.choices)
+    code = models.CharField(max_length=16)
+    from_delivery = models.CharField(max_length=16)
+    to_delivery = models.CharField(max_length=16)
+    detail = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="fallback_tenant_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}: {self.from_delivery} → {self.to_delivery} ({self.reason})"

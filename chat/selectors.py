@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
-from chat.models import ChatSession, Message, MessageStatus, Role, ThoughtStep
+from chat.models import ChatSession, FallbackReport, Message, MessageStatus, Role, ThoughtStep
 
 # How many earlier messages an agent sees; older turns are left out of the prompt, never deleted.
 CONVERSATION_WINDOW = 40
@@ -68,3 +69,14 @@ def conversation_before(*, reply: Message) -> list[Message]:
         .order_by("-created_at", "-id")
     )
     return list(reversed(recent[:CONVERSATION_WINDOW]))
+
+
+def fallback_counts(*, tenant_id: int, since: datetime) -> dict[str, int]:
+    """Fallback reports of a tenant since ``since``, counted by reason (one grouped query)."""
+    rows = (
+        FallbackReport.objects.filter(tenant_id=tenant_id, created_at__gte=since)
+        .values_list("reason")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {reason: n for reason, n in rows}

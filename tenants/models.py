@@ -6,6 +6,7 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -77,6 +78,21 @@ class DoubleTexting(models.TextChoices):
     INTERRUPT = "interrupt", "Cancel the running reply, then answer"
 
 
+class FallbackDelivery(models.TextChoices):
+    """What a visitor outside the streaming rollout gets (docs/tenants.md, "Rollout")."""
+
+    POLL = "poll", "Polling (steps still appear live)"
+    BATCH = "batch", "Batch (one JSON answer)"
+
+
+class ThoughtVisibility(models.TextChoices):
+    """How much of the assistant's work the widget may see; enforced before anything is stored or sent."""
+
+    FULL = "full", "Everything: steps, tool calls and the model's raw reasoning"
+    STEPS = "steps", "Steps and tool calls, no raw reasoning"
+    HIDDEN = "hidden", "Only the answer"
+
+
 class Tenant(models.Model):
     """A SaaS customer: its widget key, allowed origins, streaming flags, agent and limits."""
 
@@ -101,9 +117,41 @@ class Tenant(models.Model):
         validators=[MinValueValidator(0), MaxValueValidator(100)],
         help_text="Share of visitors (0-100) who get streaming while it is enabled.",
     )
+    fallback_delivery = models.CharField(
+        max_length=8,
+        choices=FallbackDelivery.choices,
+        default=FallbackDelivery.POLL,
+        help_text="What visitors outside the streaming rollout (or all, with streaming off) get.",
+    )
+    thought_visibility = models.CharField(
+        max_length=8,
+        choices=ThoughtVisibility.choices,
+        default=ThoughtVisibility.FULL,
+        help_text="What the widget may see of the assistant's work; hidden parts are never stored or sent.",
+    )
     agent = models.CharField(max_length=32, choices=Agent.choices, default=Agent.DEMO)
     messages_per_minute = models.PositiveIntegerField(
         default=10, validators=[MinValueValidator(1)], help_text="Messages per minute per session."
+    )
+    tenant_messages_per_minute = models.PositiveIntegerField(
+        default=600,
+        validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
+        help_text="Messages per minute across all of this tenant's sessions.",
+    )
+    sessions_per_ip_per_minute = models.PositiveIntegerField(
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(10_000)],
+        help_text="New sessions per minute from one IP address.",
+    )
+    max_streams_per_session = models.PositiveIntegerField(
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Open streams (SSE, WebSocket) at once per session.",
+    )
+    max_concurrent_streams = models.PositiveIntegerField(
+        default=100,
+        validators=[MinValueValidator(1), MaxValueValidator(10_000)],
+        help_text="Open streams (SSE, WebSocket) at once across the tenant.",
     )
     max_stream_seconds = models.PositiveIntegerField(
         default=30, validators=[MinValueValidator(1), MaxValueValidator(3600)], help_text="A reply's time limit."
@@ -126,6 +174,11 @@ class Tenant(models.Model):
         default=7,
         validators=[MinValueValidator(1), MaxValueValidator(3650)],
         help_text="How long a finished reply's event log stays resumable; the message and its steps stay.",
+    )
+    retention_days = models.PositiveIntegerField(
+        default=90,
+        validators=[MaxValueValidator(36500)],
+        help_text="Sessions idle longer than this are purged with their messages (brook_purge); 0 keeps them.",
     )
     llm_provider = models.CharField(max_length=16, choices=LlmProvider.choices, blank=True, default="")
     llm_model = models.CharField(max_length=200, blank=True, help_text="Blank: BROOK_LLM_MODEL.")
@@ -182,3 +235,37 @@ class Tenant(models.Model):
                 self.allowed_origins = sorted({normalize_origin(origin) for origin in self.allowed_origins})
             except ValidationError as error:
                 raise ValidationError({"allowed_origins": error}) from None
+
+
+class TenantMembership(models.Model):
+    """A staff user who works for one tenant: in the admin they see and edit only that tenant's objects."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tenant_membership")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant}"
+
+
+class ChangeSource(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    COMMAND = "command", "Command line"
+    SYSTEM = "system", "Brook"
+
+
+class TenantChange(models.Model):
+    """One change to a tenant's settings: who, from where, and each field's old and new value."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="changes")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    source = models.CharField(max_length=16, choices=ChangeSource.choices)
+    changes = models.JSONField(help_text='{"field": [old, new], ...}')
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="tenant_change_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.created_at:%Y-%m-%d %H:%M}: {', '.join(self.changes)}"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.text import slugify
 
-from tenants.models import Agent, Tenant
+from tenants.models import Agent, ChangeSource, Tenant, TenantChange
 
 # The fields an operator may change with `tenants set` (and the admin); everything else is managed by Brook.
 EDITABLE_FIELDS = (
@@ -17,13 +18,20 @@ EDITABLE_FIELDS = (
     "allowed_origins",
     "streaming_enabled",
     "streaming_percentage",
+    "fallback_delivery",
+    "thought_visibility",
     "agent",
     "messages_per_minute",
+    "tenant_messages_per_minute",
+    "sessions_per_ip_per_minute",
+    "max_streams_per_session",
+    "max_concurrent_streams",
     "max_stream_seconds",
     "max_message_length",
     "double_texting",
     "cancel_on_disconnect",
     "log_retention_days",
+    "retention_days",
     "llm_provider",
     "llm_model",
     "llm_base_url",
@@ -48,11 +56,23 @@ def _unique_slug(name: str) -> str:
     return slug
 
 
+def _json_value(value: Any) -> Any:
+    return value if value is None or isinstance(value, bool | int | float | str | list | dict) else str(value)
+
+
 @transaction.atomic
-def tenant_create(*, name: str, public_key: str | None = None, **fields: Any) -> Tenant:
+def tenant_create(
+    *,
+    name: str,
+    public_key: str | None = None,
+    actor: User | None = None,
+    source: ChangeSource = ChangeSource.SYSTEM,
+    **fields: Any,
+) -> Tenant:
     """Create a tenant with a fresh unguessable public key (unless one is given), validated like the admin does.
 
-    ``fields`` are any of ``EDITABLE_FIELDS``; the rest take the model's defaults.
+    ``fields`` are any of ``EDITABLE_FIELDS``; the rest take the model's defaults. The tenant's history starts with
+    the values it was given.
     """
     unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:
@@ -64,19 +84,39 @@ def tenant_create(*, name: str, public_key: str | None = None, **fields: Any) ->
         tenant.public_key = public_key
     tenant.full_clean()
     tenant.save()
+    given = {field: [None, _json_value(getattr(tenant, field))] for field in ("name", "slug", *fields)}
+    TenantChange.objects.create(tenant=tenant, actor=actor, source=source, changes=given)
     return tenant
 
 
 @transaction.atomic
-def tenant_update(*, tenant: Tenant, **changes: Any) -> Tenant:
-    """Change a tenant's editable fields; validates everything and saves only what changed."""
+def tenant_update(
+    *,
+    tenant: Tenant,
+    actor: User | None = None,
+    source: ChangeSource = ChangeSource.SYSTEM,
+    **changes: Any,
+) -> Tenant:
+    """Change a tenant's editable fields; validates everything, saves only what changed and records the change
+    (who, from where, old and new values) in the tenant's history. New sessions see the change at once: nothing
+    caches a tenant's flags between requests."""
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise TypeError(f"Not editable: {', '.join(sorted(unknown))}")
+    before = {field: getattr(tenant, field) for field in changes}
     for field, value in changes.items():
         setattr(tenant, field, value)
     tenant.full_clean()
-    tenant.save(update_fields=[*changes, "updated_at"])
+    # Compare after full_clean, which normalizes (origins are sorted and lower-cased).
+    changed = {
+        field: [_json_value(before[field]), _json_value(getattr(tenant, field))]
+        for field in changes
+        if before[field] != getattr(tenant, field)
+    }
+    if not changed:
+        return tenant
+    tenant.save(update_fields=[*changed, "updated_at"])
+    TenantChange.objects.create(tenant=tenant, actor=actor, source=source, changes=changed)
     return tenant
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenants.models import Agent, Tenant
+from tenants.models import Agent, ChangeSource, Tenant
 from tenants.services import EDITABLE_FIELDS, tenant_create, tenant_update
 
 _BOOLEAN_FIELDS = {
@@ -21,9 +21,14 @@ _BOOLEAN_FIELDS = {
 _INTEGER_FIELDS = {
     "streaming_percentage",
     "messages_per_minute",
+    "tenant_messages_per_minute",
+    "sessions_per_ip_per_minute",
+    "max_streams_per_session",
+    "max_concurrent_streams",
     "max_stream_seconds",
     "max_message_length",
     "log_retention_days",
+    "retention_days",
     "llm_max_tokens",
     "llm_thinking_budget",
 }
@@ -39,13 +44,20 @@ def tenant_json(tenant: Tenant) -> dict[str, Any]:
         "allowed_origins": tenant.allowed_origins,
         "streaming_enabled": tenant.streaming_enabled,
         "streaming_percentage": tenant.streaming_percentage,
+        "fallback_delivery": tenant.fallback_delivery,
+        "thought_visibility": tenant.thought_visibility,
         "agent": tenant.agent,
         "messages_per_minute": tenant.messages_per_minute,
+        "tenant_messages_per_minute": tenant.tenant_messages_per_minute,
+        "sessions_per_ip_per_minute": tenant.sessions_per_ip_per_minute,
+        "max_streams_per_session": tenant.max_streams_per_session,
+        "max_concurrent_streams": tenant.max_concurrent_streams,
         "max_stream_seconds": tenant.max_stream_seconds,
         "max_message_length": tenant.max_message_length,
         "double_texting": tenant.double_texting,
         "cancel_on_disconnect": tenant.cancel_on_disconnect,
         "log_retention_days": tenant.log_retention_days,
+        "retention_days": tenant.retention_days,
         "llm": {
             "provider": tenant.llm_provider,
             "model": tenant.llm_model,
@@ -122,6 +134,7 @@ class Command(BaseCommand):
                     streaming_enabled=options["streaming"] or bool(percentage),
                     streaming_percentage=percentage or 0,
                     agent=options["agent"],
+                    source=ChangeSource.COMMAND,
                 )
                 self._print(tenant_json(tenant))
             elif action == "list":
@@ -131,7 +144,7 @@ class Command(BaseCommand):
                 if found is None:
                     raise CommandError(f"No tenant has public key {options['public_key']!r}.")
                 changes = dict(parse_assignment(item) for item in options["assignments"])
-                self._print(tenant_json(tenant_update(tenant=found, **changes)))
+                self._print(tenant_json(tenant_update(tenant=found, source=ChangeSource.COMMAND, **changes)))
         except ValidationError as error:
             raise CommandError(_validation_message(error)) from None
 
