@@ -1,7 +1,9 @@
-"""Who may read what: the one place that turns a session token into the session it may touch (docs/api.md).
+"""Who may read what: the one place that turns a token into the session it may touch (docs/security.md).
 
-Every session route subclasses ``SessionScopedAPIView``; it never looks a session up by id alone, only through
-``session_for_credential``, so another tenant's token, or a token for another session, finds nothing (404).
+REST (``SessionScopedAPIView``), polling and SSE (``streaming.views``) and the WebSocket consumer all read credentials
+with ``credential_from`` and find sessions and messages only through ``session_for_credential`` and
+``message_for_credential``; nothing looks a session up by id alone, so another tenant's token, or a token for another
+session, finds nothing (404). ``require_streaming`` is the one check that a session may use a streaming transport.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from rest_framework.views import APIView
 
 from chat.models import ChatSession, Message
 from chat.selectors import message_get_for_credential, session_get_for_credential
-from chat.tokens import SessionCredential, TokenError, session_token_read
+from chat.tokens import SessionCredential, TokenError, TokenKind, session_token_read
 from config.errors import ApiError, ErrorCode
+from tenants.rollout import STREAM
 
 
 def parse_uuid(value: str, *, not_found: ErrorCode) -> uuid.UUID:
@@ -28,29 +31,45 @@ def parse_uuid(value: str, *, not_found: ErrorCode) -> uuid.UUID:
         raise ApiError(not_found, "No such object.", status_code=404) from None
 
 
+def _read(token: str, kind: TokenKind) -> SessionCredential:
+    try:
+        return session_token_read(token, kind=kind)
+    except TokenError as error:
+        if error.expired:
+            hint = "start a new session" if kind == TokenKind.SESSION else "get a new one from the stream-token route"
+            raise ApiError(ErrorCode.AUTH_EXPIRED, f"The {kind} token has expired; {hint}.", status_code=401) from None
+        if kind == TokenKind.STREAM and _is_session_token(token):
+            raise ApiError(
+                ErrorCode.AUTH_INVALID,
+                "A session token may not travel in a URL; send it as 'Authorization: Bearer', or put a stream "
+                "token (POST /api/v1/sessions/{id}/stream-token) in the URL.",
+                status_code=401,
+            ) from None
+        raise ApiError(ErrorCode.AUTH_INVALID, f"The {kind} token is not valid.", status_code=401) from None
+
+
+def _is_session_token(token: str) -> bool:
+    try:
+        session_token_read(token, kind=TokenKind.SESSION)
+    except TokenError:
+        return False
+    return True
+
+
 def credential_from(*, authorization: str, token_param: str) -> SessionCredential | None:
-    """The credential in ``Authorization: Bearer <token>`` or else a ``token`` query parameter; None if neither.
+    """The credential in ``Authorization: Bearer <session token>`` or else a ``token`` URL parameter holding a
+    short-lived stream token; None if neither.
 
     Every transport (REST, polling, SSE, WebSocket) reads tokens here. Raises ApiError (401) for a bad one.
     """
-    token = ""
     if authorization:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise ApiError(ErrorCode.AUTH_INVALID, "Use 'Authorization: Bearer <session token>'.", status_code=401)
-        token = value.strip()
-    else:
-        token = token_param
-    if not token:
-        return None
-    try:
-        return session_token_read(token)
-    except TokenError as error:
-        if error.expired:
-            raise ApiError(
-                ErrorCode.AUTH_EXPIRED, "The session token has expired; start a new session.", status_code=401
-            ) from None
-        raise ApiError(ErrorCode.AUTH_INVALID, "The session token is not valid.", status_code=401) from None
+        return _read(value.strip(), TokenKind.SESSION)
+    if token_param:
+        return _read(token_param, TokenKind.STREAM)
+    return None
 
 
 def require_credential(*, authorization: str, token_param: str) -> SessionCredential:
@@ -61,7 +80,7 @@ def require_credential(*, authorization: str, token_param: str) -> SessionCreden
 
 
 class SessionTokenAuthentication(BaseAuthentication):
-    """``Authorization: Bearer <token>``, or ``?token=`` where a browser cannot send headers (EventSource)."""
+    """``Authorization: Bearer <session token>``, or ``?token=<stream token>`` where a browser cannot send headers."""
 
     def authenticate(self, request: Request) -> tuple[None, SessionCredential] | None:
         credential = credential_from(
@@ -92,6 +111,20 @@ def message_for_credential(credential: SessionCredential, message_id: uuid.UUID)
     return message_get_for_credential(
         tenant_id=credential.tenant_id, session_id=credential.session_id, message_id=message_id
     )
+
+
+def require_streaming(session: ChatSession) -> None:
+    """Streaming transports (SSE, fetch streaming, EventSource start, WebSocket) need the tenant's streaming switch
+    on and the session placed in the rollout when it was created; otherwise 403 ``STREAM_002``."""
+    if not session.tenant.streaming_enabled:
+        raise ApiError(ErrorCode.STREAM_NOT_AUTHORIZED, "Streaming is not enabled for this tenant.", status_code=403)
+    if session.delivery != STREAM:
+        raise ApiError(
+            ErrorCode.STREAM_NOT_AUTHORIZED,
+            f"This session was not placed in the streaming rollout; use {session.delivery} delivery.",
+            status_code=403,
+            details={"delivery": session.delivery},
+        )
 
 
 def get_session_or_404(credential: SessionCredential, session_id: str) -> ChatSession:

@@ -13,18 +13,30 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import selectors, services
-from chat.access import SessionScopedAPIView
-from chat.models import Delivery, Role
+from chat.access import SessionScopedAPIView, parse_uuid, require_streaming
+from chat.models import ChatSession, Delivery, FallbackReason, Role
 from chat.serializers import ErrorSerializer, MessageSerializer, SessionSerializer
-from chat.tokens import session_token_issue
+from chat.tokens import TokenKind, session_token_issue
 from config.errors import ApiError, ErrorCode
 from streaming import runner
 from streaming.dispatch import send_message
 from streaming.services import CancelOutcome
-from streaming.views import sse_response
+from streaming.views import sse_response, stream_slot
+from tenants.limits import Rate, client_ip, rate_check
+from tenants.rollout import SESSION_DELIVERIES
 from tenants.selectors import tenant_get_active
 
-_ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 404, 409)}
+_ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 404, 409, 429)}
+
+
+class StreamTokenSerializer(serializers.Serializer[Any]):
+    token = serializers.CharField(help_text="A short-lived token for URLs (EventSource, WebSocket): ?token=...")
+    expires_at = serializers.DateTimeField()
+
+
+def stream_token_body(session: ChatSession) -> dict[str, Any]:
+    token, expires_at = session_token_issue(tenant_id=session.tenant_id, session_id=session.id, kind=TokenKind.STREAM)
+    return {"token": token, "expires_at": expires_at}
 
 
 class SessionCreateApi(APIView):
@@ -36,9 +48,13 @@ class SessionCreateApi(APIView):
 
     class SessionCreatedSerializer(serializers.Serializer[Any]):
         id = serializers.UUIDField()
-        token = serializers.CharField()
+        token = serializers.CharField(help_text="The session token: send it as 'Authorization: Bearer <token>'.")
         token_expires_at = serializers.DateTimeField()
+        stream_token = StreamTokenSerializer()
         visitor_id = serializers.CharField()
+        delivery = serializers.ChoiceField(
+            choices=SESSION_DELIVERIES, help_text="How this session gets replies, decided by the rollout."
+        )
         created_at = serializers.DateTimeField()
 
     @extend_schema(request=SessionCreateInputSerializer, responses={201: SessionCreatedSerializer, **_ERRORS})
@@ -48,16 +64,70 @@ class SessionCreateApi(APIView):
         tenant = tenant_get_active(public_key=data.validated_data["tenant"])
         if tenant is None:
             raise ApiError(ErrorCode.TENANT_NOT_FOUND, "No active tenant has this key.", status_code=404)
+        ip = client_ip(request.META)
+        rate_check(Rate("session-create", f"{tenant.pk}:{ip}", tenant.sessions_per_ip_per_minute, "new conversations"))
         session = services.session_create(tenant=tenant, visitor_id=data.validated_data["visitor_id"])
         token, expires_at = session_token_issue(tenant_id=tenant.pk, session_id=session.id)
         body = {
             "id": session.id,
             "token": token,
             "token_expires_at": expires_at,
+            "stream_token": stream_token_body(session),
             "visitor_id": session.visitor_id,
+            "delivery": session.delivery,
             "created_at": session.created_at,
         }
         return Response(self.SessionCreatedSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class StreamTokenApi(SessionScopedAPIView):
+    """A fresh short-lived stream token for the session, for URLs that cannot carry a header."""
+
+    @extend_schema(request=None, responses={201: StreamTokenSerializer, **_ERRORS})
+    def post(self, request: Request, session_id: str) -> Response:
+        session = self.get_session(session_id)
+        return Response(StreamTokenSerializer(stream_token_body(session)).data, status=status.HTTP_201_CREATED)
+
+
+class FallbackCreateApi(SessionScopedAPIView):
+    """The widget reports that it fell back from one transport to another; stored and counted per tenant."""
+
+    class FallbackInputSerializer(serializers.Serializer[Any]):
+        reason = serializers.ChoiceField(choices=FallbackReason.choices)
+        from_delivery = serializers.ChoiceField(choices=Delivery.choices)
+        to_delivery = serializers.ChoiceField(choices=Delivery.choices)
+        message_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+        detail = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+    class FallbackSerializer(serializers.Serializer[Any]):
+        id = serializers.IntegerField()
+        code = serializers.CharField(help_text="STREAM_001 … STREAM_005, from the reason.")
+        reason = serializers.CharField()
+        from_delivery = serializers.CharField()
+        to_delivery = serializers.CharField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(request=FallbackInputSerializer, responses={201: FallbackSerializer, **_ERRORS})
+    def post(self, request: Request, session_id: str) -> Response:
+        session = self.get_session(session_id)
+        data = self.FallbackInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        if fields["from_delivery"] == fields["to_delivery"]:
+            raise ApiError(ErrorCode.INVALID_INPUT, "from_delivery and to_delivery must differ.")
+        message = None
+        if fields["message_id"]:
+            parse_uuid(fields["message_id"], not_found=ErrorCode.MESSAGE_NOT_FOUND)
+            message = self.get_message(fields["message_id"])
+        report = services.fallback_report(
+            session=session,
+            reason=FallbackReason(fields["reason"]),
+            from_delivery=fields["from_delivery"],
+            to_delivery=fields["to_delivery"],
+            message=message,
+            detail=fields["detail"],
+        )
+        return Response(self.FallbackSerializer(report).data, status=status.HTTP_201_CREATED)
 
 
 class SessionDetailApi(SessionScopedAPIView):
@@ -108,21 +178,26 @@ class MessageCreateApi(SessionScopedAPIView):
         data = self.MessageCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         mode = data.validated_data["mode"]
-        if mode == Delivery.STREAM and not session.tenant.streaming_enabled:
-            raise ApiError(
-                ErrorCode.STREAM_NOT_AUTHORIZED, "Streaming is not enabled for this tenant.", status_code=403
+        slot = None
+        if mode == Delivery.STREAM:
+            require_streaming(session)
+            slot = stream_slot(session)  # before anything is stored: a 429 here leaves nothing half-started
+        try:
+            submitted = async_to_sync(send_message)(
+                session=session,
+                content=data.validated_data["content"],
+                client_message_id=data.validated_data["client_message_id"] or None,
+                delivery=mode,
             )
-        submitted = async_to_sync(send_message)(
-            session=session,
-            content=data.validated_data["content"],
-            client_message_id=data.validated_data["client_message_id"] or None,
-            delivery=mode,
-        )
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
         reply = selectors.message_get_with_steps(message_id=submitted.reply.id)
         if mode == Delivery.BATCH:
             return Response(MessageSerializer(reply).data)
         if mode == Delivery.STREAM:
-            return async_to_sync(sse_response)(selectors.message_with_tenant(message_id=reply.id), 0)
+            return async_to_sync(sse_response)(selectors.message_with_tenant(message_id=reply.id), 0, slot=slot)
         body = {
             "id": reply.id,
             "status": reply.status,

@@ -9,17 +9,40 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat.models import ChatSession, Delivery, Message, MessageStatus, Role
+from chat.models import (
+    FALLBACK_CODES,
+    ChatSession,
+    Delivery,
+    FallbackReason,
+    FallbackReport,
+    Message,
+    MessageStatus,
+    Role,
+)
 from chat.selectors import reply_for_client_message
 from config.errors import ApiError, ErrorCode
 from streaming.events import EventType
 from streaming.fanout import publish_on_commit
 from streaming.services import CancelOutcome, log_append, reply_cancel
+from tenants.limits import Rate, rate_check
 from tenants.models import DoubleTexting, Tenant
+from tenants.rollout import delivery_for, rollout_bucket
 
 
 def session_create(*, tenant: Tenant, visitor_id: str = "") -> ChatSession:
-    return ChatSession.objects.create(tenant=tenant, visitor_id=visitor_id)
+    """A new session, with its delivery decided by the tenant's rollout for this visitor (``tenants.rollout``).
+
+    Without a visitor id, the session id stands in: such a visitor is placed afresh with each session.
+    """
+    session_id = uuid.uuid4()
+    bucket = rollout_bucket(tenant_id=tenant.pk, visitor_key=visitor_id or str(session_id))
+    return ChatSession.objects.create(
+        id=session_id,
+        tenant=tenant,
+        visitor_id=visitor_id,
+        rollout_bucket=bucket,
+        delivery=delivery_for(tenant=tenant, bucket=bucket),
+    )
 
 
 def _check_content(*, session: ChatSession, content: str) -> None:
@@ -46,6 +69,15 @@ def _existing_reply(*, session: ChatSession, content: str, client_message_id: st
             status_code=409,
         )
     return reply
+
+
+def _check_rates(*, session: ChatSession) -> None:
+    """The tenant's message rates, per session and across the tenant (a retry of a stored message is not counted)."""
+    tenant = session.tenant
+    rate_check(
+        Rate("session-messages", str(session.id), tenant.messages_per_minute, "messages in this conversation"),
+        Rate("tenant-messages", str(tenant.pk), tenant.tenant_messages_per_minute, "messages to this assistant"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +135,13 @@ def message_submit(
     try:
         with transaction.atomic():
             # Lock the session: retries and double texts of one session are decided one at a time.
-            ChatSession.objects.select_for_update().filter(id=session.id).first()
+            if ChatSession.objects.select_for_update().filter(id=session.id).first() is None:
+                raise ApiError(ErrorCode.SESSION_NOT_FOUND, "No such session.", status_code=404)  # just purged
             if client_message_id:
                 existing = _existing_reply(session=session, content=content, client_message_id=client_message_id)
                 if existing is not None:
                     return Submitted(reply=existing, created=False)
+            _check_rates(session=session)
             interrupted = _apply_double_texting(session=session)
             user_message = Message.objects.create(
                 session=session,
@@ -153,3 +187,29 @@ def message_submit(
             raise
         return Submitted(reply=existing, created=False)
     return Submitted(reply=reply, created=True, interrupted=interrupted)
+
+
+FALLBACKS_PER_MINUTE = 20
+
+
+def fallback_report(
+    *,
+    session: ChatSession,
+    reason: FallbackReason,
+    from_delivery: str,
+    to_delivery: str,
+    message: Message | None = None,
+    detail: str = "",
+) -> FallbackReport:
+    """Store a widget's report that it left one transport for another; its code follows from the reason."""
+    rate_check(Rate("fallbacks", str(session.id), FALLBACKS_PER_MINUTE, "fallback reports from this conversation"))
+    return FallbackReport.objects.create(
+        tenant_id=session.tenant_id,
+        session=session,
+        message=message,
+        reason=reason,
+        code=FALLBACK_CODES[reason],
+        from_delivery=from_delivery,
+        to_delivery=to_delivery,
+        detail=detail[:500],
+    )

@@ -47,6 +47,9 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "FORBIDDEN"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     RATE_LIMITED = "RATE_LIMITED"
+    TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
+    ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     AGENT_ERROR = "AGENT_ERROR"
     RUN_INTERRUPTED = "RUN_INTERRUPTED"
     TOOL_LOOP_LIMIT = "TOOL_LOOP_LIMIT"
@@ -68,13 +71,36 @@ class ApiError(exceptions.APIException):
     """An error with a stable code, raised by views and services and rendered as ``{"code", "message"}``."""
 
     def __init__(
-        self, code: ErrorCode, message: str, *, status_code: int = 400, details: dict[str, Any] | None = None
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        status_code: int = 400,
+        details: dict[str, Any] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(detail=message, code=code.value)
         self.status_code = status_code
         self.error_code = code
         self.message = message
         self.details = details
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        """The HTTP headers this error adds: ``Retry-After`` for limits, ``WWW-Authenticate`` for a 401."""
+        headers = {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
+        if self.status_code == status.HTTP_401_UNAUTHORIZED:
+            headers["WWW-Authenticate"] = 'Bearer realm="brook"'
+        return headers
+
+    def response(self) -> JsonResponse:
+        """This error as a plain Django response, for views outside DRF."""
+        response = JsonResponse(error_body(self.error_code, self.message, self.details), status=self.status_code)
+        for name, value in self.headers().items():
+            response[name] = value
+        return response
 
 
 def error_body(code: ErrorCode, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -120,6 +146,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return None
     if isinstance(exc, ApiError):
         response.data = error_body(exc.error_code, exc.message, exc.details)
+        for name, value in exc.headers().items():
+            response[name] = value
     else:
         _rewrite(exc, response)
     if response.status_code == status.HTTP_401_UNAUTHORIZED:

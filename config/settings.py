@@ -135,6 +135,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.cors.TenantCorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -222,12 +223,21 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "DeliveryEnum": "chat.models.Delivery.choices",
+        "SessionDeliveryEnum": "tenants.rollout.SESSION_DELIVERIES",
+    },
 }
 
 # --- Brook ----------------------------------------------------------------------------------------------------------
 
 # How long a session token stays valid (seconds); the widget creates a new session after that.
 BROOK_SESSION_TOKEN_TTL = _int("BROOK_SESSION_TOKEN_TTL", 7 * 24 * 3600, minimum=60)
+# Reverse proxies in front of Brook that append to X-Forwarded-For (nginx: 1); 0 trusts only the socket's address.
+# Per-IP limits use the address this many hops from the right of X-Forwarded-For.
+BROOK_PROXY_HOPS = _int("BROOK_PROXY_HOPS", 0, maximum=5)
+# How long a stream token (the only token accepted in a URL: EventSource, WebSocket) stays valid (seconds).
+BROOK_STREAM_TOKEN_TTL = _int("BROOK_STREAM_TOKEN_TTL", 300, minimum=10, maximum=3600)
 
 # The demo agent's pacing: tokens per second (0 = no pauses) and the pause that stands for each step's work.
 BROOK_DEMO_TOKENS_PER_SECOND = _float("BROOK_DEMO_TOKENS_PER_SECOND", 40.0)

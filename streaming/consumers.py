@@ -1,6 +1,7 @@
 """WebSocket delivery: every event of a session's replies, and messages, cancels and resumes from the client.
 
-``/ws/v1/sessions/<id>/?token=<session token>`` (docs/delivery.md, "WebSocket"). Frames out:
+``/ws/v1/sessions/<id>/?token=<stream token>`` (docs/delivery.md, "WebSocket"). A browser's handshake must come
+from one of the tenant's allowed origins, and the session must be in the streaming rollout. Frames out:
 ``{"type": "event", "message_id", "seq", "event", "data", "ts"}``, ``{"type": "message.accepted", ...}``,
 ``{"type": "error", "code", "message"}``. Frames in: ``message``, ``cancel`` and ``resume``. Per message, the consumer
 keeps the last seq sent and fills gaps from the database, exactly as ``streaming.delivery.follow`` does.
@@ -13,10 +14,11 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from rest_framework import serializers
 
-from chat.access import get_message_or_404, get_session_or_404, require_credential
+from chat.access import get_message_or_404, get_session_or_404, require_credential, require_streaming
 from chat.models import ChatSession, Delivery, Message, MessageStatus
 from chat.tokens import SessionCredential
 from config.errors import ApiError, ErrorCode
@@ -26,6 +28,9 @@ from streaming.delivery import Cursor, admit, stored_after
 from streaming.dispatch import send_message
 from streaming.events import LoggedEvent, session_group
 from streaming.selectors import log_last_seq
+from streaming.views import stream_slot
+from tenants.limits import holding
+from tenants.origins import origin_check
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +73,18 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             self.session = await db(get_session_or_404)(
                 self.credential, self.scope["url_route"]["kwargs"]["session_id"]
             )
+            origin_check(
+                self.session.tenant, headers.get(b"origin", b"").decode("latin-1"), own_origin=self._own_origin(headers)
+            )
+            require_streaming(self.session)
+            self.slot = await sync_to_async(stream_slot, thread_sensitive=False)(self.session)
         except ApiError as error:
             await self.accept()
             await self._error(error)
-            await self.close(code=4401 if error.status_code == 401 else 4404)
+            await self.close(code=4000 + error.status_code)  # 4401, 4403, 4404, 4429
             return
+        self.holding = holding(self.slot)
+        await self.holding.__aenter__()
         self.cursors: dict[uuid.UUID, Cursor] = {}
         self.group = session_group(self.session.id)
         await self.channel_layer.group_add(self.group, self.channel_name)  # subscribe first, then read the ends
@@ -80,9 +92,15 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             self.cursors[message_id] = Cursor(last)
         await self.accept()
 
+    def _own_origin(self, headers: dict[bytes, bytes]) -> str:
+        scheme = "https" if self.scope.get("scheme") == "wss" else "http"
+        return f"{scheme}://{headers.get(b'host', b'').decode('latin-1')}"
+
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+        if hasattr(self, "holding"):
+            await self.holding.__aexit__(None, None, None)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not hasattr(self, "group"):
@@ -110,7 +128,10 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return {"type": None, "invalid_json": True}
 
     async def _error(self, error: ApiError) -> None:
-        await self.send_json({"type": "error", "code": error.error_code.value, "message": error.message})
+        frame: dict[str, Any] = {"type": "error", "code": error.error_code.value, "message": error.message}
+        if error.retry_after is not None:
+            frame["retry_after"] = error.retry_after
+        await self.send_json(frame)
 
     async def _on_message(self, content: dict[str, Any]) -> None:
         frame = _MessageFrame(data=content)

@@ -11,22 +11,24 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_GET
 
-from chat.access import get_message_or_404, get_session_or_404, require_credential
-from chat.models import Delivery, Message
+from chat.access import get_message_or_404, get_session_or_404, require_credential, require_streaming
+from chat.models import ChatSession, Delivery, Message
 from chat.selectors import message_get_with_steps
 from chat.serializers import MessageSerializer
 from chat.tokens import SessionCredential
-from config.errors import ApiError, ErrorCode, error_body
+from config.errors import ApiError, ErrorCode
 from streaming import runner
 from streaming.db import db
 from streaming.delivery import Heartbeat, follow, stored_after, wait_for_events
 from streaming.dispatch import send_message
 from streaming.selectors import fill_live_content, log_last_seq
+from tenants.limits import StreamSlot, holding, stream_slot_take
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +47,7 @@ def json_errors(view: View) -> View:
         try:
             return await view(request, *args, **kwargs)
         except ApiError as error:
-            response = JsonResponse(
-                error_body(error.error_code, error.message, error.details), status=error.status_code
-            )
-            if error.status_code == 401:
-                response["WWW-Authenticate"] = 'Bearer realm="brook"'
-            return response
+            return error.response()
 
     return wrapper
 
@@ -150,34 +147,54 @@ async def _viewer_left(message: Message) -> None:
         await runner.cancel(message.id)
 
 
-async def _sse_body(message: Message, after: int) -> AsyncIterator[bytes]:
-    yield SSE_PREAMBLE  # headers leave now, before the model's first token
-    watch = message.session.tenant.cancel_on_disconnect
-    if watch:
-        await _viewer_joined(message)
-    finished = False
+def stream_slot(session: ChatSession) -> StreamSlot:
+    """A slot for one more open stream of the session, within the tenant's limits, or 429 ``TOO_MANY_STREAMS``."""
+    tenant = session.tenant
+    return stream_slot_take(
+        tenant_id=tenant.pk,
+        session_id=session.id,
+        per_session=tenant.max_streams_per_session,
+        per_tenant=tenant.max_concurrent_streams,
+    )
+
+
+async def _sse_body(message: Message, after: int, slot: StreamSlot) -> AsyncIterator[bytes]:
+    async with holding(slot):
+        yield SSE_PREAMBLE  # headers leave now, before the model's first token
+        watch = message.session.tenant.cancel_on_disconnect
+        if watch:
+            await _viewer_joined(message)
+        finished = False
+        try:
+            async for item in follow(message.id, after):
+                if isinstance(item, Heartbeat):
+                    yield SSE_HEARTBEAT
+                    continue
+                yield item.sse()
+                finished = item.is_terminal
+        finally:
+            if watch and not finished:
+                await _viewer_left(message)
+
+
+async def sse_response(message: Message, after: int, *, slot: StreamSlot | None = None) -> HttpResponseBase:
+    """A ``text/event-stream`` of the message's events after ``after``; 204 once the client has them all.
+
+    The stream holds ``slot`` (or takes one) until it ends. A slot whose stream never starts lapses on its own.
+    """
     try:
-        async for item in follow(message.id, after):
-            if isinstance(item, Heartbeat):
-                yield SSE_HEARTBEAT
-                continue
-            yield item.sse()
-            finished = item.is_terminal
-    finally:
-        if watch and not finished:
-            await _viewer_left(message)
-
-
-async def sse_response(message: Message, after: int) -> HttpResponseBase:
-    """A ``text/event-stream`` of the message's events after ``after``; 204 once the client has them all."""
-    tenant = message.session.tenant
-    if not tenant.streaming_enabled:
-        raise ApiError(ErrorCode.STREAM_NOT_AUTHORIZED, "Streaming is not enabled for this tenant.", status_code=403)
-    last = await db(log_last_seq)(message_id=message.id)
-    _check_cursor(message, after, last)
-    if message.is_finished and after >= last:
-        return HttpResponse(status=204)  # EventSource stops reconnecting on 204
-    response = StreamingHttpResponse(_sse_body(message, after), content_type="text/event-stream")
+        require_streaming(message.session)
+        last = await db(log_last_seq)(message_id=message.id)
+        _check_cursor(message, after, last)
+        if message.is_finished and after >= last:
+            return HttpResponse(status=204)  # EventSource stops reconnecting on 204
+        if slot is None:
+            slot = await sync_to_async(stream_slot, thread_sensitive=False)(message.session)
+    except BaseException:
+        if slot is not None:
+            await sync_to_async(slot.release, thread_sensitive=False)()
+        raise
+    response = StreamingHttpResponse(_sse_body(message, after, slot), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
@@ -218,13 +235,17 @@ async def stream_start(request: HttpRequest) -> HttpResponseBase:
     session = await db(get_session_or_404)(credential, params["session_id"])
     if session.tenant.public_key != params["tenant"]:
         raise ApiError(ErrorCode.SESSION_NOT_FOUND, "No such session.", status_code=404)
-    if not session.tenant.streaming_enabled:
-        raise ApiError(ErrorCode.STREAM_NOT_AUTHORIZED, "Streaming is not enabled for this tenant.", status_code=403)
-    submitted = await send_message(
-        session=session,
-        content=params["user_input"],
-        client_message_id=params["message_id"],
-        delivery=Delivery.STREAM,
-    )
-    reply = await db(get_message_or_404)(credential, str(submitted.reply.id))
-    return await sse_response(reply, after)
+    require_streaming(session)
+    slot = await sync_to_async(stream_slot, thread_sensitive=False)(session)
+    try:
+        submitted = await send_message(
+            session=session,
+            content=params["user_input"],
+            client_message_id=params["message_id"],
+            delivery=Delivery.STREAM,
+        )
+        reply = await db(get_message_or_404)(credential, str(submitted.reply.id))
+    except BaseException:
+        await sync_to_async(slot.release, thread_sensitive=False)()
+        raise
+    return await sse_response(reply, after, slot=slot)

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from chat.serializers import ErrorSerializer
 from config.errors import ApiError, ErrorCode
 from tenants.models import Tenant
+from tenants.rollout import SESSION_DELIVERIES, delivery_for, rollout_bucket
 from tenants.selectors import tenant_get_active
 
 # Where each way of talking to Brook lives; `{session_id}` and `{message_id}` are filled in by the widget.
@@ -26,16 +27,22 @@ ENDPOINT_PATHS = {
 }
 
 
-def widget_config(*, tenant: Tenant, request: Request) -> dict[str, Any]:
-    """What the widget needs to start: who the tenant is, its features, where to talk to and its limits."""
+def widget_config(*, tenant: Tenant, request: Request, visitor_id: str) -> dict[str, Any]:
+    """What the widget needs to start: who the tenant is, its features, the delivery this visitor gets (when the
+    widget sends its visitor id), where to talk to and its limits."""
     http_base = f"{request.scheme}://{request.get_host()}"
     ws_base = ("wss" if request.is_secure() else "ws") + f"://{request.get_host()}"
+    delivery = None
+    if visitor_id:
+        delivery = delivery_for(tenant=tenant, bucket=rollout_bucket(tenant_id=tenant.pk, visitor_key=visitor_id))
     return {
         "tenant": {"name": tenant.name, "public_key": tenant.public_key},
         "features": {
             "streaming_enabled": tenant.streaming_enabled,
             "streaming_percentage": tenant.streaming_percentage,
+            "thought_visibility": tenant.thought_visibility,
         },
+        "delivery": delivery,
         "endpoints": {
             name: (ws_base if name == "websocket" else http_base) + path for name, path in ENDPOINT_PATHS.items()
         },
@@ -43,6 +50,7 @@ def widget_config(*, tenant: Tenant, request: Request) -> dict[str, Any]:
             "messages_per_minute": tenant.messages_per_minute,
             "max_stream_seconds": tenant.max_stream_seconds,
             "max_message_length": tenant.max_message_length,
+            "max_streams_per_session": tenant.max_streams_per_session,
         },
     }
 
@@ -53,11 +61,19 @@ class WidgetConfigApi(APIView):
     class WidgetConfigSerializer(serializers.Serializer[Any]):
         tenant = serializers.DictField()
         features = serializers.DictField()
+        delivery = serializers.ChoiceField(
+            choices=SESSION_DELIVERIES,
+            allow_null=True,
+            help_text="The delivery this visitor_id gets (sessions decide it the same way); null without one.",
+        )
         endpoints = serializers.DictField(child=serializers.CharField())
         limits = serializers.DictField(child=serializers.IntegerField())
 
     @extend_schema(
-        parameters=[OpenApiParameter("tenant", str, required=True, description="The tenant's public key.")],
+        parameters=[
+            OpenApiParameter("tenant", str, required=True, description="The tenant's public key."),
+            OpenApiParameter("visitor_id", str, description="The widget's stable per-browser id (≤ 128 characters)."),
+        ],
         responses={
             200: WidgetConfigSerializer,
             400: OpenApiResponse(ErrorSerializer),
@@ -68,7 +84,10 @@ class WidgetConfigApi(APIView):
         key = request.query_params.get("tenant", "")
         if not key:
             raise ApiError(ErrorCode.INVALID_INPUT, "tenant: the tenant's public key is required.")
+        visitor_id = request.query_params.get("visitor_id", "")
+        if len(visitor_id) > 128:
+            raise ApiError(ErrorCode.INVALID_INPUT, "visitor_id: at most 128 characters.")
         tenant = tenant_get_active(public_key=key)
         if tenant is None:
             raise ApiError(ErrorCode.TENANT_NOT_FOUND, "No active tenant has this key.", status_code=404)
-        return Response(widget_config(tenant=tenant, request=request))
+        return Response(widget_config(tenant=tenant, request=request, visitor_id=visitor_id))

@@ -19,6 +19,8 @@ from django.utils import timezone
 from tenants.models import Tenant
 
 STREAM = "stream"
+# What a session can be given: streaming, or the tenant's fallback (FallbackDelivery).
+SESSION_DELIVERIES = [STREAM, "poll", "batch"]
 
 
 def rollout_bucket(*, tenant_id: int, visitor_key: str) -> int:

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from tenants.models import Agent, ChangeSource, Tenant, TenantChange
+from tenants.origins import origins_changed
 
 # The fields an operator may change with `tenants set` (and the admin); everything else is managed by Brook.
 EDITABLE_FIELDS = (
@@ -86,6 +87,7 @@ def tenant_create(
     tenant.save()
     given = {field: [None, _json_value(getattr(tenant, field))] for field in ("name", "slug", *fields)}
     TenantChange.objects.create(tenant=tenant, actor=actor, source=source, changes=given)
+    transaction.on_commit(origins_changed)
     return tenant
 
 
@@ -117,6 +119,8 @@ def tenant_update(
         return tenant
     tenant.save(update_fields=[*changed, "updated_at"])
     TenantChange.objects.create(tenant=tenant, actor=actor, source=source, changes=changed)
+    if {"allowed_origins", "is_active"} & set(changed):
+        transaction.on_commit(origins_changed)
     return tenant
 
 

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from pytest_django import Settings
 from rest_framework.test import APIClient
 
+from tenants.limits import _slots_for
 from tenants.models import Tenant
 from tenants.services import tenant_create
 
@@ -23,13 +25,20 @@ def fast_demo_agent(settings: Settings) -> None:
     settings.BROOK_DEMO_STEP_SECONDS = 0
 
 
+@pytest.fixture(autouse=True)
+def fresh_limits() -> None:
+    """Each test starts with no rate counted and no stream open: the cache (Redis in CI) and the stream slots."""
+    cache.clear()
+    _slots_for.cache_clear()
+
+
 @pytest.fixture
 def tenant(db: None) -> Tenant:
     return tenant_create(
         name="Acme Shop",
         allowed_origins=["https://shop.example.com"],
         streaming_enabled=True,
-        streaming_percentage=50,
+        streaming_percentage=100,
     )
 
 
@@ -47,6 +56,8 @@ def api() -> APIClient:
 class SessionInfo:
     id: uuid.UUID
     token: str
+    stream_token: str = ""
+    delivery: str = ""
 
     @property
     def auth(self) -> dict[str, Any]:
@@ -69,7 +80,12 @@ def make_session(api: APIClient) -> Callable[..., SessionInfo]:
         response = api.post("/api/v1/sessions", {"tenant": tenant.public_key, **extra}, format="json")
         assert response.status_code == 201, response.content
         body = response.json()
-        return SessionInfo(id=uuid.UUID(body["id"]), token=body["token"])
+        return SessionInfo(
+            id=uuid.UUID(body["id"]),
+            token=body["token"],
+            stream_token=body["stream_token"]["token"],
+            delivery=body["delivery"],
+        )
 
     return make
 

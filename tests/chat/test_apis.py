@@ -117,8 +117,8 @@ def test_history_takes_a_fixed_number_of_queries(api: APIClient, session: Sessio
     assert len(queries) == 3  # session (with tenant), messages, steps
 
 
-def test_the_token_may_come_as_a_query_parameter(api: APIClient, session: SessionInfo) -> None:
-    response = api.get(f"{session.url}?token={session.token}")
+def test_a_stream_token_may_come_as_a_query_parameter(api: APIClient, session: SessionInfo) -> None:
+    response = api.get(f"{session.url}?token={session.stream_token}")
 
     assert response.status_code == 200
 

@@ -99,7 +99,7 @@ async def test_sse_streams_the_whole_log_and_ends(session: SessionInfo) -> None:
     client = AsyncClient()
     reply_id = await start_poll(client, session)
 
-    response = await client.get(f"/api/v1/messages/{reply_id}/stream", {"token": session.token})
+    response = await client.get(f"/api/v1/messages/{reply_id}/stream", {"token": session.stream_token})
 
     assert response.status_code == 200
     assert response["Content-Type"] == "text/event-stream"
@@ -120,9 +120,11 @@ async def test_sse_resumes_after_last_event_id_from_header_or_query(session: Ses
     stored = await sync_to_async(stored_log)(reply_id)
 
     by_header = await client.get(
-        f"/api/v1/messages/{reply_id}/stream", {"token": session.token}, headers={"Last-Event-ID": "3"}
+        f"/api/v1/messages/{reply_id}/stream", {"token": session.stream_token}, headers={"Last-Event-ID": "3"}
     )
-    by_query = await client.get(f"/api/v1/messages/{reply_id}/stream", {"token": session.token, "last_event_id": "5"})
+    by_query = await client.get(
+        f"/api/v1/messages/{reply_id}/stream", {"token": session.stream_token, "last_event_id": "5"}
+    )
 
     assert [e.id for e in parse_sse(await read_body(by_header))] == [seq for seq, _, _ in stored][3:]
     assert [e.id for e in parse_sse(await read_body(by_query))] == [seq for seq, _, _ in stored][5:]
@@ -135,7 +137,7 @@ async def test_sse_after_the_terminal_event_is_204_so_eventsource_stops(session:
 
     response = await client.get(
         f"/api/v1/messages/{reply_id}/stream",
-        {"token": session.token},
+        {"token": session.stream_token},
         headers={"Last-Event-ID": str(events[-1]["seq"])},
     )
 
@@ -166,7 +168,7 @@ async def test_eventsource_start_streams_and_a_reconnect_resumes_the_same_run(
     params = {
         "tenant": tenant.public_key,
         "session_id": str(session.id),
-        "token": session.token,
+        "token": session.stream_token,
         "message_id": "es-1",
         "user_input": QUESTION,
     }
@@ -190,7 +192,7 @@ async def test_eventsource_start_names_a_missing_parameter(session: SessionInfo,
     params = {
         "tenant": tenant.public_key,
         "session_id": str(session.id),
-        "token": session.token,
+        "token": session.stream_token,
         "message_id": "m",
         "user_input": "hi",
     }
@@ -207,7 +209,7 @@ async def test_eventsource_start_for_another_tenants_key_is_404(session: Session
     params = {
         "tenant": other_tenant.public_key,
         "session_id": str(session.id),
-        "token": session.token,
+        "token": session.stream_token,
         "message_id": "m",
         "user_input": "hi",
     }
@@ -255,7 +257,7 @@ async def test_a_bad_last_event_id_is_400(session: SessionInfo) -> None:
     reply_id = await start_poll(client, session)
 
     response = await client.get(
-        f"/api/v1/messages/{reply_id}/stream", {"token": session.token}, headers={"Last-Event-ID": "x1"}
+        f"/api/v1/messages/{reply_id}/stream", {"token": session.stream_token}, headers={"Last-Event-ID": "x1"}
     )
 
     assert response.status_code == 400
@@ -280,7 +282,7 @@ async def test_message_routes_give_outsiders_404_and_strangers_401(
     foreign = await client.get(url, headers={"Authorization": f"Bearer {outsider.token}"})
     same_tenant = await client.get(url, headers={"Authorization": f"Bearer {neighbour.token}"})
     anonymous = await client.get(url)
-    forged = await client.get(url, {"token": session.token + "x"})
+    forged = await client.get(url, {"token": session.stream_token + "x"})
     bad_id = await client.get(
         f"/api/v1/messages/not-a-uuid{route}", headers={"Authorization": f"Bearer {session.token}"}
     )

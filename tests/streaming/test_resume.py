@@ -46,7 +46,7 @@ def test_sse_from_any_cut(session: SessionInfo, finished: tuple[str, list[int]],
 
     async def resume() -> list[int]:
         response = await AsyncClient().get(
-            f"/api/v1/messages/{reply_id}/stream", {"token": session.token}, headers={"Last-Event-ID": str(cut)}
+            f"/api/v1/messages/{reply_id}/stream", {"token": session.stream_token}, headers={"Last-Event-ID": str(cut)}
         )
         return [event.id for event in parse_sse(await read_body(response))]
 
@@ -60,7 +60,7 @@ def test_websocket_from_any_cut(session: SessionInfo, finished: tuple[str, list[
     cut = data.draw(st.integers(0, len(seqs) - 1))
 
     async def resume() -> list[int]:
-        socket = WebsocketCommunicator(router, f"/ws/v1/sessions/{session.id}/?token={session.token}")
+        socket = WebsocketCommunicator(router, f"/ws/v1/sessions/{session.id}/?token={session.stream_token}")
         await socket.connect()
         await socket.send_json_to({"type": "resume", "message_id": reply_id, "after": cut})
         got: list[int] = []

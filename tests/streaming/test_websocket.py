@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 async def connect(session: SessionInfo, token: str | None = None) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(router, f"/ws/v1/sessions/{session.id}/?token={token or session.token}")
+    communicator = WebsocketCommunicator(router, f"/ws/v1/sessions/{session.id}/?token={token or session.stream_token}")
     connected, _ = await communicator.connect()
     assert connected
     return communicator
@@ -141,7 +141,7 @@ async def test_outsiders_and_bad_tokens_are_turned_away(
 ) -> None:
     outsider = await sync_to_async(make_session)(other_tenant)
 
-    foreign = await connect(session, token=outsider.token)
+    foreign = await connect(session, token=outsider.stream_token)
     foreign_error = await foreign.receive_json_from(timeout=5)
     foreign_close = await foreign.receive_output(timeout=5)
     forged = await connect(session, token="garbage")

@@ -18,10 +18,20 @@ def test_it_returns_the_tenants_widget_config(api: APIClient, tenant: Tenant) ->
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"tenant", "features", "endpoints", "limits"}
+    assert set(body) == {"tenant", "features", "delivery", "endpoints", "limits"}
     assert body["tenant"] == {"name": "Acme Shop", "public_key": tenant.public_key}
-    assert body["features"] == {"streaming_enabled": True, "streaming_percentage": 50}
-    assert body["limits"] == {"messages_per_minute": 10, "max_stream_seconds": 30, "max_message_length": 8000}
+    assert body["features"] == {
+        "streaming_enabled": True,
+        "streaming_percentage": 100,
+        "thought_visibility": "full",
+    }
+    assert body["delivery"] is None  # decided per visitor: no visitor_id, no decision yet
+    assert body["limits"] == {
+        "messages_per_minute": 10,
+        "max_stream_seconds": 30,
+        "max_message_length": 8000,
+        "max_streams_per_session": 3,
+    }
     assert body["endpoints"] == {
         "sessions": "http://testserver/api/v1/sessions",
         "chat": "http://testserver/api/v1/sessions/{session_id}/messages",
@@ -44,7 +54,7 @@ def test_it_reflects_the_tenants_current_flags_and_limits(api: APIClient, tenant
 
     body = api.get(URL, {"tenant": tenant.public_key}).json()
 
-    assert body["features"] == {"streaming_enabled": False, "streaming_percentage": 5}
+    assert body["features"]["streaming_enabled"] is False and body["features"]["streaming_percentage"] == 5
     assert body["limits"]["max_message_length"] == 500
 
 
@@ -54,7 +64,7 @@ def test_it_never_shows_another_tenants_data(api: APIClient, tenant: Tenant, oth
 
     assert other_tenant.public_key not in mine and other_tenant.name not in mine
     assert theirs["tenant"] == {"name": "Globex", "public_key": other_tenant.public_key}
-    assert theirs["features"] == {"streaming_enabled": False, "streaming_percentage": 0}
+    assert theirs["features"]["streaming_enabled"] is False and theirs["features"]["streaming_percentage"] == 0
 
 
 def test_it_never_shows_secrets_or_private_settings(api: APIClient, tenant: Tenant) -> None:
@@ -98,3 +108,38 @@ def test_writes_are_not_allowed(api: APIClient, tenant: Tenant) -> None:
     assert response.status_code == 405
     assert response.json()["code"] == "METHOD_NOT_ALLOWED"
     assert set(response.json()) == {"code", "message"}
+
+
+@pytest.mark.parametrize(
+    ("enabled", "percentage", "fallback", "expected"),
+    [(True, 100, "poll", "stream"), (True, 0, "poll", "poll"), (False, 100, "batch", "batch")],
+)
+def test_with_a_visitor_id_it_says_which_delivery_that_visitor_gets(
+    api: APIClient, tenant: Tenant, enabled: bool, percentage: int, fallback: str, expected: str
+) -> None:
+    tenant_update(tenant=tenant, streaming_enabled=enabled, streaming_percentage=percentage, fallback_delivery=fallback)
+
+    body = api.get(URL, {"tenant": tenant.public_key, "visitor_id": "browser-1"}).json()
+
+    assert body["delivery"] == expected
+
+
+def test_the_config_and_the_session_agree_on_a_visitors_delivery(api: APIClient, tenant: Tenant) -> None:
+    tenant_update(tenant=tenant, streaming_percentage=50)
+    visitors = [f"browser-{n}" for n in range(40)]
+
+    from_config = [api.get(URL, {"tenant": tenant.public_key, "visitor_id": v}).json()["delivery"] for v in visitors]
+    from_sessions = [
+        api.post("/api/v1/sessions", {"tenant": tenant.public_key, "visitor_id": v}, format="json").json()["delivery"]
+        for v in visitors[:10]
+    ]
+
+    assert from_sessions == from_config[:10]
+    assert {"stream", "poll"} == set(from_config)  # 40 visitors at 50 %: both answers occur
+
+
+def test_a_visitor_id_over_128_characters_is_a_400(api: APIClient, tenant: Tenant) -> None:
+    response = api.get(URL, {"tenant": tenant.public_key, "visitor_id": "v" * 129})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "INVALID_INPUT"

@@ -179,7 +179,7 @@ def test_set_refuses_bad_input_and_changes_nothing(tenant: Tenant, assignment: s
         run("tenants", "set", tenant.public_key, "max_message_length=10", assignment)
 
     tenant.refresh_from_db()
-    assert (tenant.public_key, tenant.max_message_length, tenant.streaming_percentage) == (key, 8000, 50)
+    assert (tenant.public_key, tenant.max_message_length, tenant.streaming_percentage) == (key, 8000, 100)
     assert tenant.streaming_enabled and tenant.allowed_origins == ["https://shop.example.com"]
 
 
@@ -188,7 +188,7 @@ def test_set_for_an_unknown_key_fails_and_changes_nothing(tenant: Tenant) -> Non
         run("tenants", "set", "missing", "streaming_percentage=1")
 
     tenant.refresh_from_db()
-    assert tenant.streaming_percentage == 50
+    assert tenant.streaming_percentage == 100
 
 
 def test_set_accepts_a_key_that_starts_with_a_dash_after_a_double_dash() -> None:

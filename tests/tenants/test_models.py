@@ -119,7 +119,7 @@ def test_the_database_refuses_a_percentage_over_100(tenant: Tenant) -> None:
         Tenant.objects.filter(pk=tenant.pk).update(streaming_percentage=101)
 
     tenant.refresh_from_db()
-    assert tenant.streaming_percentage == 50
+    assert tenant.streaming_percentage == 100
 
 
 @pytest.mark.django_db

@@ -120,7 +120,7 @@ def test_update_rejects_fields_that_are_not_editable(tenant: Tenant, changes: di
         tenant_update(tenant=tenant, **changes)
 
     tenant.refresh_from_db()
-    assert (tenant.public_key, tenant.streaming_percentage) == (key, 50)
+    assert (tenant.public_key, tenant.streaming_percentage) == (key, 100)
 
 
 @pytest.mark.parametrize(
@@ -137,7 +137,7 @@ def test_update_rejects_invalid_values_and_saves_nothing(tenant: Tenant, changes
         tenant_update(tenant=tenant, **changes)
 
     tenant.refresh_from_db()
-    assert (tenant.streaming_percentage, tenant.max_stream_seconds, tenant.agent) == (50, 30, "demo")
+    assert (tenant.streaming_percentage, tenant.max_stream_seconds, tenant.agent) == (100, 30, "demo")
     assert tenant.allowed_origins == ["https://shop.example.com"]
 
 

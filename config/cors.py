@@ -1,0 +1,138 @@
+"""Per-tenant CORS for the widget API (docs/security.md, "Origins and CORS").
+
+For ``/api/v1/`` only. A browser request with an ``Origin`` header is matched to the tenant it acts for (its token's
+tenant, or the ``tenant`` key in the query or the session-creation body) and refused with 403 ``ORIGIN_NOT_ALLOWED``
+unless that tenant lists the origin; allowed responses echo the exact origin (never ``*``) with ``Vary: Origin``.
+Brook authenticates with bearer tokens, never cookies, so ``Access-Control-Allow-Credentials`` is never sent.
+Preflights carry no credential: they are answered for any origin some active tenant allows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+
+from chat.tokens import TokenError, TokenKind, session_token_read
+from config.errors import ApiError
+from tenants.models import Tenant
+from tenants.origins import any_tenant_allows, origin_check
+from tenants.selectors import tenant_get_active
+
+API_PREFIX = "/api/v1/"
+ALLOW_METHODS = "GET, POST, OPTIONS"
+ALLOW_HEADERS = "Authorization, Content-Type, Last-Event-ID"
+EXPOSE_HEADERS = "Retry-After"
+PREFLIGHT_MAX_AGE = "600"
+MAX_BODY_TO_READ = 16 * 1024
+
+
+def _own_origin(request: HttpRequest) -> str:
+    return f"{request.scheme}://{request.get_host()}"
+
+
+def _tenant_id_from_token(request: HttpRequest) -> int | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    token, kind = (
+        (value.strip(), TokenKind.SESSION)
+        if scheme.lower() == "bearer"
+        else (request.GET.get("token", ""), TokenKind.STREAM)
+    )
+    if not token:
+        return None
+    try:
+        return session_token_read(token, kind=kind).tenant_id
+    except TokenError:
+        return None  # the view answers 401; no tenant to judge the origin by
+
+
+def _tenant_key_from_body(request: HttpRequest) -> str:
+    if request.method != "POST" or request.content_type != "application/json":
+        return ""
+    if len(request.body) > MAX_BODY_TO_READ:
+        return ""
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    key = body.get("tenant") if isinstance(body, dict) else None
+    return key if isinstance(key, str) else ""
+
+
+def request_tenant(request: HttpRequest) -> Tenant | None:
+    """The tenant a widget request acts for, as far as it can be told before the view runs."""
+    tenant_id = _tenant_id_from_token(request)
+    if tenant_id is not None:
+        return Tenant.objects.filter(pk=tenant_id, is_active=True).first()
+    key = request.GET.get("tenant", "") or _tenant_key_from_body(request)
+    return tenant_get_active(public_key=key) if key else None
+
+
+def _preflight(request: HttpRequest, origin: str) -> HttpResponse:
+    if not any_tenant_allows(origin) and origin != _own_origin(request):
+        return HttpResponse(status=403)
+    response = HttpResponse(status=204)
+    response["Access-Control-Allow-Origin"] = origin
+    response["Access-Control-Allow-Methods"] = ALLOW_METHODS
+    response["Access-Control-Allow-Headers"] = ALLOW_HEADERS
+    response["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
+    response["Vary"] = "Origin"
+    return response
+
+
+def _allow(response: HttpResponseBase, origin: str) -> HttpResponseBase:
+    response["Access-Control-Allow-Origin"] = origin
+    response["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
+    vary = response.get("Vary")
+    response["Vary"] = f"{vary}, Origin" if vary else "Origin"
+    return response
+
+
+def _before(request: HttpRequest) -> tuple[HttpResponseBase | None, bool]:
+    """(an answer that ends the request here, or None; whether the response may be read from the origin)."""
+    origin = request.headers.get("Origin", "")
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        return _preflight(request, origin), False
+    tenant = request_tenant(request)
+    if tenant is None:
+        # Unknown tenant or bad token: the view answers 4xx; let the widget read why if its origin is known at all.
+        return None, any_tenant_allows(origin) or origin == _own_origin(request)
+    try:
+        origin_check(tenant, origin, own_origin=_own_origin(request))
+    except ApiError as error:
+        return error.response(), False
+    return None, True
+
+
+class TenantCorsMiddleware:
+    """Refuse widget requests from origins their tenant does not list; add CORS headers to the rest."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        if not request.path.startswith(API_PREFIX) or "Origin" not in request.headers:
+            return self.get_response(request)
+        answer, readable = _before(request)
+        response = answer if answer is not None else self.get_response(request)
+        return _allow(response, request.headers["Origin"]) if readable else response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+        if not request.path.startswith(API_PREFIX) or "Origin" not in request.headers:
+            return await get_response(request)
+        answer, readable = await sync_to_async(_before)(request)
+        response = answer if answer is not None else await get_response(request)
+        return _allow(response, request.headers["Origin"]) if readable else response
