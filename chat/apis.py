@@ -137,7 +137,8 @@ class SessionDetailApi(SessionScopedAPIView):
     def get(self, request: Request, session_id: str) -> Response:
         session = self.get_session(session_id)
         messages = selectors.session_messages(session=session)
-        return Response(SessionSerializer(session, context={"messages": messages}).data)
+        context = {"messages": messages, "visibility": session.tenant.thought_visibility}
+        return Response(SessionSerializer(session, context=context).data)
 
 
 def message_urls(request: Request, message_id: str) -> dict[str, str]:
@@ -195,7 +196,7 @@ class MessageCreateApi(SessionScopedAPIView):
             raise
         reply = selectors.message_get_with_steps(message_id=submitted.reply.id)
         if mode == Delivery.BATCH:
-            return Response(MessageSerializer(reply).data)
+            return Response(MessageSerializer(reply, context={"visibility": session.tenant.thought_visibility}).data)
         if mode == Delivery.STREAM:
             return async_to_sync(sse_response)(selectors.message_with_tenant(message_id=reply.id), 0, slot=slot)
         body = {

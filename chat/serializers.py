@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from chat.models import ChatSession, Message, ThoughtStep
+from streaming.visibility import redact_message
 
 
 class StepSerializer(serializers.ModelSerializer[ThoughtStep]):
@@ -28,7 +29,10 @@ class UsageSerializer(serializers.Serializer[Any]):
 
 
 class MessageSerializer(serializers.ModelSerializer[Message]):
-    """A message with its thought steps; ``error`` is set only for a failed reply."""
+    """A message with its thought steps; ``error`` is set only for a failed reply.
+
+    Its context must name the tenant's ``visibility``: what the tenant hides is left out (streaming/visibility.py).
+    """
 
     steps = StepSerializer(many=True, read_only=True)
     error = serializers.SerializerMethodField()
@@ -54,6 +58,9 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
             "started_at",
             "finished_at",
         ]
+
+    def to_representation(self, instance: Message) -> dict[str, Any]:
+        return redact_message(dict(super().to_representation(instance)), self.context["visibility"])
 
     @extend_schema_field(ErrorSerializer(allow_null=True))
     def get_error(self, message: Message) -> dict[str, str] | None:
@@ -82,4 +89,4 @@ class SessionSerializer(serializers.ModelSerializer[ChatSession]):
     @extend_schema_field(MessageSerializer(many=True))
     def get_messages(self, session: ChatSession) -> list[dict[str, Any]]:
         messages = self.context["messages"]
-        return list(MessageSerializer(messages, many=True).data)
+        return list(MessageSerializer(messages, many=True, context={"visibility": self.context["visibility"]}).data)

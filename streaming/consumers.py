@@ -29,6 +29,7 @@ from streaming.dispatch import send_message
 from streaming.events import LoggedEvent, session_group
 from streaming.selectors import log_last_seq
 from streaming.views import stream_slot
+from streaming.visibility import redact_event
 from tenants.limits import holding
 from tenants.origins import origin_check
 
@@ -194,6 +195,10 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self._send(event)
 
     async def _send(self, event: LoggedEvent) -> None:
+        shown = redact_event(event, self.session.tenant.thought_visibility)
+        if shown is None:
+            return
+        event = shown
         await self.send_json(
             {
                 "type": "event",

@@ -22,6 +22,8 @@ from streaming import services
 from streaming.agents.base import Emitter, Usage
 from streaming.db import db
 from streaming.events import DELTA_TYPES, EventType, LoggedEvent
+from streaming.visibility import shows_reasoning, shows_steps
+from tenants.models import ThoughtVisibility
 
 Publish = Callable[[Sequence[LoggedEvent]], Awaitable[None]]
 
@@ -38,8 +40,19 @@ def _elapsed_ms(since: float) -> int:
 class LogRecorder(Emitter):
     """Writes one reply's log, starting at ``next_seq``; ``finish`` writes the terminal event."""
 
-    def __init__(self, *, reply_id: uuid.UUID, next_seq: int, flush_interval: float, publish: Publish) -> None:
+    def __init__(
+        self,
+        *,
+        reply_id: uuid.UUID,
+        next_seq: int,
+        flush_interval: float,
+        publish: Publish,
+        visibility: str = ThoughtVisibility.FULL,
+    ) -> None:
         self.reply_id = reply_id
+        # What the tenant lets the widget see: hidden parts are neither stored nor sent (streaming/visibility.py).
+        self._keeps_steps = shows_steps(visibility)
+        self._keeps_reasoning = shows_reasoning(visibility)
         self._next_seq = next_seq
         self._interval = flush_interval
         self._publish = publish
@@ -81,6 +94,8 @@ class LogRecorder(Emitter):
         self._open_steps[index] = time.monotonic()
         started_at = timezone.now()
         safe = _json_safe(metadata or {})
+        if not self._keeps_steps:
+            return index
         self._pending_steps.append(services.StepOpened(index, kind, title, detail, safe, started_at))
         await self._add(
             EventType.STEP_STARTED,
@@ -107,6 +122,8 @@ class LogRecorder(Emitter):
         if started is None:
             raise ValueError(f"Step {index} is not running")
         duration = _elapsed_ms(started)
+        if not self._keeps_steps:
+            return
         safe = _json_safe(metadata) if metadata else {}
         self._pending_steps.append(services.StepClosed(index, status, duration, detail, safe))
         self._snapshot_due = True
@@ -120,6 +137,8 @@ class LogRecorder(Emitter):
     async def reasoning_delta(self, delta: str) -> None:
         if delta:
             self._mark_first_token()
+            if not self._keeps_reasoning:
+                return
             self._reasoning.append(delta)
             await self._add(EventType.REASONING_DELTA, {"delta": delta})
 
@@ -136,6 +155,8 @@ class LogRecorder(Emitter):
             metadata={"call_id": call_id, "name": name, "arguments": arguments},
         )
         self._tool_steps[call_id] = index
+        if not self._keeps_steps:
+            return index
         await self._add(
             EventType.TOOL_CALL, {"call_id": call_id, "name": name, "arguments": _json_safe(arguments), "step": index}
         )
@@ -146,6 +167,9 @@ class LogRecorder(Emitter):
         if index is None:
             raise ValueError(f"No tool call {call_id!r} is running")
         safe = _json_safe(result)
+        if not self._keeps_steps:
+            await self.step_completed(index)
+            return
         await self._add(
             EventType.TOOL_RESULT, {"call_id": call_id, "result": safe, "is_error": is_error, "step": index}
         )

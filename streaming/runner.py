@@ -97,6 +97,7 @@ async def run_reply(*, reply_id: uuid.UUID) -> None:
         next_seq=status_event.seq + 1,
         flush_interval=settings.BROOK_DELTA_FLUSH_MS / 1000,
         publish=publish,
+        visibility=tenant.thought_visibility,
     )
     helpers = [
         asyncio.create_task(_listen_for_stop(reply_id, stop)),

@@ -28,6 +28,7 @@ from streaming.db import db
 from streaming.delivery import Heartbeat, follow, stored_after, wait_for_events
 from streaming.dispatch import send_message
 from streaming.selectors import fill_live_content, log_last_seq
+from streaming.visibility import redact_event, redact_events
 from tenants.limits import StreamSlot, holding, stream_slot_take
 
 logger = logging.getLogger(__name__)
@@ -94,10 +95,10 @@ def _check_cursor(message: Message, after: int, last: int) -> None:
         )
 
 
-def message_body(message_id: Any) -> dict[str, Any]:
+def message_body(message_id: Any, visibility: str) -> dict[str, Any]:
     """The message as polling shows it: content and reasoning so far, from its log while it runs."""
     (message,) = fill_live_content([message_get_with_steps(message_id=message_id)])
-    return dict(MessageSerializer(message).data)
+    return dict(MessageSerializer(message, context={"visibility": visibility}).data)
 
 
 @require_GET
@@ -114,13 +115,14 @@ async def message_detail(request: HttpRequest, message_id: str) -> HttpResponseB
     events = await stored_after(message.id, after)
     if not events and wait > 0 and not message.is_finished:
         events = await wait_for_events(message.id, after, wait)
-    body = await db(message_body)(message.id)
+    visibility = message.session.tenant.thought_visibility
+    body = await db(message_body)(message.id, visibility)
     cursor = events[-1].seq if events else after
     done = body["status"] not in {"queued", "running"} and (
         message.log_compacted_at is not None or cursor >= await db(log_last_seq)(message_id=message.id)
     )
     body |= {
-        "events": [event.as_dict() for event in events],
+        "events": [event.as_dict() for event in redact_events(events, visibility)],
         "next": cursor,
         "done": done,
         "log_expired": message.log_compacted_at is not None,
@@ -166,11 +168,14 @@ async def _sse_body(message: Message, after: int, slot: StreamSlot) -> AsyncIter
             await _viewer_joined(message)
         finished = False
         try:
+            visibility = message.session.tenant.thought_visibility
             async for item in follow(message.id, after):
                 if isinstance(item, Heartbeat):
                     yield SSE_HEARTBEAT
                     continue
-                yield item.sse()
+                shown = redact_event(item, visibility)
+                if shown is not None:
+                    yield shown.sse()
                 finished = item.is_terminal
         finally:
             if watch and not finished:
