@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from chat import selectors, services
 from chat.access import SessionScopedAPIView, parse_uuid, require_streaming
 from chat.models import ChatSession, Delivery, FallbackReason, Role
-from chat.serializers import ErrorSerializer, MessageSerializer, SessionSerializer
+from chat.serializers import ErrorSerializer, MessageSerializer, SessionSerializer, TextField
 from chat.tokens import TokenKind, session_token_issue
 from config.errors import ApiError, ErrorCode
 from streaming import runner
@@ -43,8 +43,8 @@ class SessionCreateApi(APIView):
     """Start a session for a tenant's widget; the response's token opens every session route."""
 
     class SessionCreateInputSerializer(serializers.Serializer[Any]):
-        tenant = serializers.CharField(max_length=64, help_text="The tenant's public key (the widget's data-tenant).")
-        visitor_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+        tenant = TextField(max_length=64, help_text="The tenant's public key (the widget's data-tenant).")
+        visitor_id = TextField(max_length=128, required=False, allow_blank=True, default="")
 
     class SessionCreatedSerializer(serializers.Serializer[Any]):
         id = serializers.UUIDField()
@@ -96,8 +96,8 @@ class FallbackCreateApi(SessionScopedAPIView):
         reason = serializers.ChoiceField(choices=FallbackReason.choices)
         from_delivery = serializers.ChoiceField(choices=Delivery.choices)
         to_delivery = serializers.ChoiceField(choices=Delivery.choices)
-        message_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-        detail = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+        message_id = TextField(max_length=64, required=False, allow_blank=True, default="")
+        detail = TextField(max_length=500, required=False, allow_blank=True, default="")
 
     class FallbackSerializer(serializers.Serializer[Any]):
         id = serializers.IntegerField()
@@ -155,8 +155,8 @@ class MessageCreateApi(SessionScopedAPIView):
     ``stream``: the reply's events as ``text/event-stream`` (fetch streaming)."""
 
     class MessageCreateInputSerializer(serializers.Serializer[Any]):
-        content = serializers.CharField(trim_whitespace=False, allow_blank=True)
-        client_message_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+        content = TextField(trim_whitespace=False, allow_blank=True)
+        client_message_id = TextField(max_length=128, required=False, allow_blank=True, default="")
         mode = serializers.ChoiceField(choices=["batch", "poll", "stream"], default="batch")
 
     class MessageAcceptedSerializer(serializers.Serializer[Any]):

@@ -11,6 +11,18 @@ from chat.models import ChatSession, Message, ThoughtStep
 from streaming.visibility import redact_message
 
 
+class TextField(serializers.CharField):
+    """A string input, and only a string: DRF's CharField would take ``123`` as ``"123"``. Null characters and lone
+    surrogates are refused too (DRF's validators), so whatever is accepted stores as text in any database."""
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return str(super().to_internal_value(data))
+
+
 class StepSerializer(serializers.ModelSerializer[ThoughtStep]):
     class Meta:
         model = ThoughtStep

@@ -53,8 +53,8 @@ def _tenant_id_from_token(request: HttpRequest) -> int | None:
 def _tenant_key_from_body(request: HttpRequest) -> str:
     if request.method != "POST" or request.content_type != "application/json":
         return ""
-    if len(request.body) > MAX_BODY_TO_READ:
-        return ""
+    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_TO_READ:
+        return ""  # not a session creation; and never read a body the view will refuse as too large
     try:
         body = json.loads(request.body)
     except (ValueError, UnicodeDecodeError):

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -176,6 +177,16 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     if _is_api(request):
         return JsonResponse(error_body(ErrorCode.NOT_FOUND, "Nothing is here."), status=404)
     return defaults.page_not_found(request, exception or Http404())
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler400: what Django refuses before a view runs (a body over DATA_UPLOAD_MAX_MEMORY_SIZE, a bad Host)."""
+    if _is_api(request):
+        if isinstance(exception, RequestDataTooBig):
+            body = error_body(ErrorCode.PAYLOAD_TOO_LARGE, "The request body is too large (at most 1 MiB).")
+            return JsonResponse(body, status=413)
+        return JsonResponse(error_body(ErrorCode.INVALID_INPUT, "The request is malformed."), status=400)
+    return defaults.bad_request(request, exception or Exception())
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

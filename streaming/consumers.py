@@ -20,6 +20,7 @@ from rest_framework import serializers
 
 from chat.access import get_message_or_404, get_session_or_404, require_credential, require_streaming
 from chat.models import ChatSession, Delivery, Message, MessageStatus
+from chat.serializers import TextField
 from chat.tokens import SessionCredential
 from config.errors import ApiError, ErrorCode
 from streaming import runner
@@ -37,16 +38,16 @@ logger = logging.getLogger(__name__)
 
 
 class _MessageFrame(serializers.Serializer[Any]):
-    content = serializers.CharField(trim_whitespace=False, allow_blank=True)
-    client_message_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+    content = TextField(trim_whitespace=False, allow_blank=True)
+    client_message_id = TextField(max_length=128, required=False, allow_blank=True, default="")
 
 
 class _CancelFrame(serializers.Serializer[Any]):
-    message_id = serializers.CharField(max_length=64)
+    message_id = TextField(max_length=64)
 
 
 class _ResumeFrame(serializers.Serializer[Any]):
-    message_id = serializers.CharField(max_length=64)
+    message_id = TextField(max_length=64)
     after = serializers.IntegerField(min_value=0, default=0)
 
 
@@ -125,7 +126,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def decode_json(cls, text_data: str) -> Any:
         try:
             return await super().decode_json(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):
             return {"type": None, "invalid_json": True}
 
     async def _error(self, error: ApiError) -> None:
