@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 from chat.models import Message, MessageStatus
+from tenants.services import tenant_update
 from tests.streaming.conftest import assert_whole_log, parse_sse
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -217,3 +218,46 @@ def test_with_cancel_on_disconnect_the_last_viewer_leaving_cancels(server: Serve
     reply = ended(message_id)
     assert reply.status == MessageStatus.CANCELLED
     assert reply.content
+
+
+def test_limits_hold_across_two_workers(server: Server, tenant: Any, redis_layer: None) -> None:
+    tenant_update(tenant=tenant, messages_per_minute=2, sessions_per_ip_per_minute=3, max_streams_per_session=1)
+    worker_a = server(BROOK_DEMO_TOKENS_PER_SECOND="20")
+    worker_b = server()
+    sessions = [
+        request(port, "POST", "/api/v1/sessions", {"tenant": tenant.public_key}) for port in (worker_a, worker_b)
+    ]
+    third_session = request(worker_a, "POST", "/api/v1/sessions", {"tenant": tenant.public_key})
+    fourth_session = request(worker_b, "POST", "/api/v1/sessions", {"tenant": tenant.public_key})
+    created = sessions[0][1]
+    url = f"/api/v1/sessions/{created['id']}/messages"
+
+    first = request(worker_a, "POST", url, {"content": "One", "mode": "poll"}, created["token"])
+    stream = open_stream(worker_a, first[1]["id"], created["token"])  # held open on A while the reply runs
+    second_stream = open_stream(worker_b, first[1]["id"], created["token"])
+    second_stream_body = json.loads(second_stream.read())
+    stream.close()
+    Message.objects.filter(id=first[1]["id"]).update(status=MessageStatus.CANCELLED)  # free the session at once
+    second = request(worker_b, "POST", url, {"content": "Two", "mode": "poll"}, created["token"])
+    Message.objects.filter(id=second[1]["id"]).update(status=MessageStatus.CANCELLED)
+    third = request(worker_a, "POST", url, {"content": "Three", "mode": "poll"}, created["token"])
+
+    assert [status for status, _ in sessions] + [third_session[0]] == [201, 201, 201]
+    assert fourth_session[0] == 429 and fourth_session[1]["code"] == "RATE_LIMITED"
+    assert (first[0], second[0]) == (202, 202)
+    assert third[0] == 429 and third[1]["code"] == "RATE_LIMITED"
+    assert not Message.objects.filter(content="Three").exists()
+    assert (second_stream.status, second_stream_body["code"]) == (429, "TOO_MANY_STREAMS")
+    assert second_stream.getheader("Retry-After") == "5"
+
+
+def test_an_admin_change_reaches_every_worker_for_the_next_session(server: Server, tenant: Any) -> None:
+    worker_a, worker_b = server(), server()
+    before = request(worker_a, "POST", "/api/v1/sessions", {"tenant": tenant.public_key, "visitor_id": "v-1"})
+
+    tenant_update(tenant=tenant, streaming_percentage=0)
+    after = request(worker_b, "POST", "/api/v1/sessions", {"tenant": tenant.public_key, "visitor_id": "v-1"})
+    again = request(worker_a, "POST", "/api/v1/sessions", {"tenant": tenant.public_key, "visitor_id": "v-1"})
+
+    assert before[1]["delivery"] == "stream"
+    assert after[1]["delivery"] == again[1]["delivery"] == "poll"
