@@ -4,7 +4,8 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from chat.models import ChatSession, Message, ThoughtStep
+from chat.models import ChatSession, FallbackReport, Message, ThoughtStep
+from tenants.admin import RecordAdmin, TenantFilter, ViewOnlyAdmin
 
 
 class ReadOnlyInline:
@@ -33,20 +34,22 @@ class ThoughtStepInline(ReadOnlyInline, admin.TabularInline[ThoughtStep, Message
 
 
 @admin.register(ChatSession)
-class ChatSessionAdmin(admin.ModelAdmin[ChatSession]):
-    list_display = ["id", "tenant", "visitor_id", "created_at", "last_activity_at"]
-    list_filter = ["tenant"]
+class ChatSessionAdmin(RecordAdmin[ChatSession]):
+    tenant_path = "tenant"
+    list_display = ["id", "tenant", "visitor_id", "delivery", "created_at", "last_activity_at"]
+    list_filter = [("tenant", TenantFilter), "delivery"]
     search_fields = ["id", "visitor_id"]
-    readonly_fields = ["id", "tenant", "visitor_id", "created_at", "last_activity_at"]
+    readonly_fields = ["id", "tenant", "visitor_id", "rollout_bucket", "delivery", "created_at", "last_activity_at"]
     list_select_related = ["tenant"]
     date_hierarchy = "created_at"
     inlines = [MessageInline]
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin[Message]):
+class MessageAdmin(RecordAdmin[Message]):
+    tenant_path = "session__tenant"
     list_display = ["id", "session", "role", "status", "error_code", "model", "duration_ms", "created_at"]
-    list_filter = ["role", "status", "session__tenant"]
+    list_filter = ["role", "status", ("session__tenant", TenantFilter)]
     search_fields = ["id", "content", "client_message_id", "session__id"]
     readonly_fields = [
         "id",
@@ -78,9 +81,22 @@ class MessageAdmin(admin.ModelAdmin[Message]):
 
 
 @admin.register(ThoughtStep)
-class ThoughtStepAdmin(admin.ModelAdmin[ThoughtStep]):
+class ThoughtStepAdmin(RecordAdmin[ThoughtStep]):
+    tenant_path = "message__session__tenant"
     list_display = ["message", "index", "kind", "title", "status", "duration_ms", "started_at"]
     list_filter = ["kind", "status"]
     search_fields = ["title", "message__id"]
-    raw_id_fields = ["message"]
+    readonly_fields = ["message"]  # a step never moves to another message (or tenant)
     list_select_related = ["message"]
+
+
+@admin.register(FallbackReport)
+class FallbackReportAdmin(ViewOnlyAdmin[FallbackReport]):
+    """Widgets' reports of falling back from one transport to another, as they sent them."""
+
+    tenant_path = "tenant"
+    list_display = ["created_at", "tenant", "session", "reason", "code", "from_delivery", "to_delivery"]
+    list_filter = ["reason", "code", ("tenant", TenantFilter)]
+    search_fields = ["session__id"]
+    list_select_related = ["tenant", "session"]
+    date_hierarchy = "created_at"

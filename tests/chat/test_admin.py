@@ -1,16 +1,52 @@
-"""The chat admin: sessions show their messages, messages their thought steps; all of it read-only history."""
+"""The chat admin: sessions show their messages, messages their thought steps, fallback reports as widgets sent
+them; all of it read-only history, and staff who work for a tenant see only that tenant's."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from django.db.models import Model
 from django.test import Client
+from django.utils import timezone
 from django.utils.html import escape
 from rest_framework.test import APIClient
 
-from chat.models import Message, Role, ThoughtStep
+from chat.models import ChatSession, FallbackReason, FallbackReport, Message, Role, StepKind, ThoughtStep
+from tenants.models import Tenant
 from tests.conftest import SessionInfo
+from tests.tenants.test_admin import assert_answers_like_a_missing_object, tenant_staff_client
 
 pytestmark = pytest.mark.django_db
+
+
+def conversation(tenant: Tenant) -> Message:
+    """A session of ``tenant`` with a question, a reply with one thought step, and a fallback report; the reply."""
+    session = ChatSession.objects.create(tenant=tenant, visitor_id=f"visitor-of-{tenant.slug}")
+    question = Message.objects.create(session=session, role=Role.USER, content=f"A question for {tenant.name}")
+    reply = Message.objects.create(session=session, role=Role.ASSISTANT, reply_to=question, content="An answer")
+    ThoughtStep.objects.create(
+        message=reply, index=0, kind=StepKind.THINKING, title=f"Thinking for {tenant.name}", started_at=timezone.now()
+    )
+    FallbackReport.objects.create(
+        tenant=tenant,
+        session=session,
+        message=reply,
+        reason=FallbackReason.TIMEOUT,
+        code="STREAM_004",
+        from_delivery="stream",
+        to_delivery="poll",
+    )
+    return reply
+
+
+# Each chat model's admin path, and its object in a conversation (given the reply).
+CHAT_OBJECTS: dict[str, Callable[[Message], Model]] = {
+    "chat/chatsession": lambda reply: reply.session,
+    "chat/message": lambda reply: reply,
+    "chat/thoughtstep": lambda reply: reply.steps.get(),
+    "chat/fallbackreport": lambda reply: FallbackReport.objects.get(message=reply),
+}
 
 
 @pytest.fixture
@@ -79,3 +115,68 @@ def test_anonymous_visitors_are_sent_to_the_login(client: Client, path: str) -> 
 
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
+
+
+@pytest.mark.parametrize(("model", "obj"), CHAT_OBJECTS.items())
+def test_tenant_staff_see_only_their_tenants_chat_records(
+    tenant: Tenant, other_tenant: Tenant, model: str, obj: Callable[[Message], Model]
+) -> None:
+    ours, theirs = obj(conversation(tenant)), obj(conversation(other_tenant))
+
+    response = tenant_staff_client(tenant).get(f"/admin/{model}/")
+
+    listed = {o.pk for o in response.context["cl"].result_list}
+    assert ours.pk in listed and theirs.pk not in listed
+    assert b"Globex" not in response.content  # nor in the tenant filter
+
+
+@pytest.mark.parametrize(("model", "obj"), CHAT_OBJECTS.items())
+def test_tenant_staff_get_the_missing_object_answer_for_another_tenants_chat_records(
+    tenant: Tenant, other_tenant: Tenant, model: str, obj: Callable[[Message], Model]
+) -> None:
+    ours, theirs = obj(conversation(tenant)), obj(conversation(other_tenant))
+    client = tenant_staff_client(tenant)
+
+    assert client.get(f"/admin/{model}/{ours.pk}/change/").status_code == 200
+    assert_answers_like_a_missing_object(client.get(f"/admin/{model}/{theirs.pk}/change/"))
+
+
+@pytest.mark.parametrize(("model", "obj"), CHAT_OBJECTS.items())
+def test_a_superuser_sees_every_tenants_chat_records(
+    staff_client: Client, tenant: Tenant, other_tenant: Tenant, model: str, obj: Callable[[Message], Model]
+) -> None:
+    ours, theirs = obj(conversation(tenant)), obj(conversation(other_tenant))
+
+    response = staff_client.get(f"/admin/{model}/")
+
+    assert {ours.pk, theirs.pk} <= {o.pk for o in response.context["cl"].result_list}
+    assert staff_client.get(f"/admin/{model}/{theirs.pk}/change/").status_code == 200
+
+
+@pytest.mark.parametrize("model", CHAT_OBJECTS)
+def test_chat_records_cannot_be_added_by_hand(staff_client: Client, model: str) -> None:
+    assert staff_client.get(f"/admin/{model}/add/").status_code == 403
+
+
+def test_the_fallback_reports_are_listed_with_their_reason_and_transports(
+    staff_client: Client, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    reply = conversation(tenant)
+    conversation(other_tenant)
+
+    response = staff_client.get("/admin/chat/fallbackreport/", {"reason": FallbackReason.TIMEOUT})
+
+    html = response.content.decode()
+    assert str(reply.session) in html and "STREAM_004" in html
+    assert "The stream went quiet for too long (STREAM_004)" in html
+    assert {spec.title for spec in response.context["cl"].filter_specs} >= {"reason", "code", "tenant"}
+
+
+def test_a_fallback_report_cannot_be_changed_or_deleted(staff_client: Client, tenant: Tenant) -> None:
+    report = FallbackReport.objects.get(message=conversation(tenant))
+
+    page = staff_client.get(f"/admin/chat/fallbackreport/{report.pk}/change/")
+
+    assert page.status_code == 200 and page.context["has_change_permission"] is False
+    assert staff_client.post(f"/admin/chat/fallbackreport/{report.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert FallbackReport.objects.filter(pk=report.pk).exists()
