@@ -80,12 +80,19 @@ def require_credential(*, authorization: str, token_param: str) -> SessionCreden
 
 
 class SessionTokenAuthentication(BaseAuthentication):
-    """``Authorization: Bearer <session token>``, or ``?token=<stream token>`` where a browser cannot send headers."""
+    """``Authorization: Bearer <session token>`` only. REST routes can always send a header; a stream token (which
+    travels in URLs and so in logs) opens only the streaming routes, and never buys a fresh token."""
 
     def authenticate(self, request: Request) -> tuple[None, SessionCredential] | None:
-        credential = credential_from(
-            authorization=request.headers.get("Authorization", ""), token_param=request.query_params.get("token", "")
-        )
+        authorization = request.headers.get("Authorization", "")
+        if not authorization and request.query_params.get("token"):
+            raise ApiError(
+                ErrorCode.AUTH_INVALID,
+                "A token in the URL opens only streams (SSE, polling, WebSocket); send the session token as "
+                "'Authorization: Bearer <token>'.",
+                status_code=401,
+            )
+        credential = credential_from(authorization=authorization, token_param="")
         return None if credential is None else (None, credential)
 
     def authenticate_header(self, request: Request) -> str:

@@ -1,8 +1,8 @@
 """Per-tenant CORS for the widget API (docs/security.md, "Origins and CORS").
 
-For ``/api/v1/`` only. A browser request with an ``Origin`` header is matched to the tenant it acts for (its token's
-tenant, or the ``tenant`` key in the query or the session-creation body) and refused with 403 ``ORIGIN_NOT_ALLOWED``
-unless that tenant lists the origin; allowed responses echo the exact origin (never ``*``) with ``Vary: Origin``.
+For ``/api/v1/`` only. A browser request with an ``Origin`` header is matched to every tenant it names (its token's
+tenant, the ``tenant`` key in the query, the ``tenant`` in a JSON body) and refused with 403 ``ORIGIN_NOT_ALLOWED``
+unless each of them lists the origin; allowed responses echo the exact origin (never ``*``) with ``Vary: Origin``.
 Brook authenticates with bearer tokens, never cookies, so ``Access-Control-Allow-Credentials`` is never sent.
 Preflights carry no credential: they are answered for any origin some active tenant allows.
 """
@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
@@ -28,7 +29,6 @@ ALLOW_METHODS = "GET, POST, OPTIONS"
 ALLOW_HEADERS = "Authorization, Content-Type, Last-Event-ID"
 EXPOSE_HEADERS = "Retry-After"
 PREFLIGHT_MAX_AGE = "600"
-MAX_BODY_TO_READ = 16 * 1024
 
 
 def _own_origin(request: HttpRequest) -> str:
@@ -37,39 +37,44 @@ def _own_origin(request: HttpRequest) -> str:
 
 def _tenant_id_from_token(request: HttpRequest) -> int | None:
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    token, kind = (
-        (value.strip(), TokenKind.SESSION)
-        if scheme.lower() == "bearer"
-        else (request.GET.get("token", ""), TokenKind.STREAM)
-    )
+    if scheme.lower() == "bearer":
+        token, kind = value.strip(), TokenKind.SESSION
+    else:
+        token, kind = request.GET.get("token", ""), TokenKind.STREAM
     if not token:
         return None
     try:
         return session_token_read(token, kind=kind).tenant_id
     except TokenError:
-        return None  # the view answers 401; no tenant to judge the origin by
+        return None  # the view answers 401; this token names no tenant
 
 
 def _tenant_key_from_body(request: HttpRequest) -> str:
     if request.method != "POST" or request.content_type != "application/json":
         return ""
-    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_TO_READ:
-        return ""  # not a session creation; and never read a body the view will refuse as too large
+    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        return ""  # the view refuses it as too large (413) before reading a word of it
     try:
         body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return ""
     key = body.get("tenant") if isinstance(body, dict) else None
     return key if isinstance(key, str) else ""
 
 
-def request_tenant(request: HttpRequest) -> Tenant | None:
-    """The tenant a widget request acts for, as far as it can be told before the view runs."""
+def request_tenants(request: HttpRequest) -> list[Tenant]:
+    """Every active tenant a widget request names: its token's, the ``tenant`` key in its query, the ``tenant`` in a
+    JSON body. The origin must be allowed by each of them, so naming a neighbour's key beside this tenant's (in
+    another place than the view reads) opens nothing."""
+    tenants: list[Tenant] = []
     tenant_id = _tenant_id_from_token(request)
     if tenant_id is not None:
-        return Tenant.objects.filter(pk=tenant_id, is_active=True).first()
-    key = request.GET.get("tenant", "") or _tenant_key_from_body(request)
-    return tenant_get_active(public_key=key) if key else None
+        tenants.extend(Tenant.objects.filter(pk=tenant_id, is_active=True))
+    for key in {request.GET.get("tenant", ""), _tenant_key_from_body(request)} - {""}:
+        found = tenant_get_active(public_key=key)
+        if found is not None:
+            tenants.append(found)
+    return tenants
 
 
 def _preflight(request: HttpRequest, origin: str) -> HttpResponse:
@@ -97,12 +102,13 @@ def _before(request: HttpRequest) -> tuple[HttpResponseBase | None, bool]:
     origin = request.headers.get("Origin", "")
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         return _preflight(request, origin), False
-    tenant = request_tenant(request)
-    if tenant is None:
+    tenants = request_tenants(request)
+    if not tenants:
         # Unknown tenant or bad token: the view answers 4xx; let the widget read why if its origin is known at all.
         return None, any_tenant_allows(origin) or origin == _own_origin(request)
     try:
-        origin_check(tenant, origin, own_origin=_own_origin(request))
+        for tenant in tenants:
+            origin_check(tenant, origin, own_origin=_own_origin(request))
     except ApiError as error:
         return error.response(), False
     return None, True

@@ -58,15 +58,22 @@ def _over(rate: Rate, now: float) -> int | None:
     cache.add(current_key, 0, timeout=2 * WINDOW_SECONDS + 5)
     current = cache.incr(current_key)
     previous = int(cache.get(previous_key) or 0)
-    overlap = (WINDOW_SECONDS - into) / WINDOW_SECONDS
-    if current + previous * overlap <= rate.limit:
+    if current + previous * (WINDOW_SECONDS - into) / WINDOW_SECONDS <= rate.limit:
         return None
     cache.decr(current_key)
-    if current > rate.limit or previous == 0:
-        return max(1, math.ceil(WINDOW_SECONDS - into))
-    # Last minute's share decays; wait until enough of it has slid out of the window.
-    excess = current + previous * overlap - rate.limit
-    return max(1, min(WINDOW_SECONDS, math.ceil(excess / previous * WINDOW_SECONDS)))
+    return max(1, math.ceil(_wait(kept=current - 1, previous=previous, into=into, limit=rate.limit) + 1e-6))
+
+
+def _wait(*, kept: int, previous: int, into: float, limit: int) -> float:
+    """Seconds until one more hit fits, with ``kept`` hits this window and ``previous`` in the last, ``into`` seconds
+    into this window. Within this window only last minute's share can shrink; after it, this window's hits become
+    the share that slides out."""
+    left = WINDOW_SECONDS - into
+    if kept + 1 <= limit and previous:
+        # previous * (left - t) / WINDOW <= limit - 1 - kept
+        return max(0.0, left - (limit - 1 - kept) * WINDOW_SECONDS / previous)
+    # Next window: 1 + kept * (WINDOW - t') / WINDOW <= limit
+    return left + max(0.0, WINDOW_SECONDS * (1 - (limit - 1) / kept)) if kept else left
 
 
 def rate_check(*rates: Rate) -> None:

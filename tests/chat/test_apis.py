@@ -117,10 +117,12 @@ def test_history_takes_a_fixed_number_of_queries(api: APIClient, session: Sessio
     assert len(queries) == 3  # session (with tenant), messages, steps
 
 
-def test_a_stream_token_may_come_as_a_query_parameter(api: APIClient, session: SessionInfo) -> None:
-    response = api.get(f"{session.url}?token={session.stream_token}")
+@pytest.mark.parametrize("token", ["stream_token", "token"])
+def test_rest_routes_take_no_token_in_the_url(api: APIClient, session: SessionInfo, token: str) -> None:
+    response = api.get(f"{session.url}?token={getattr(session, token)}")
 
-    assert response.status_code == 200
+    assert response.status_code == 401
+    assert response.json()["code"] == "AUTH_INVALID"
 
 
 def test_an_outsider_token_gets_404(
