@@ -17,6 +17,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
+from django.utils.cache import patch_vary_headers
 
 from chat.tokens import TokenError, TokenKind, session_token_read
 from config.errors import ApiError
@@ -92,9 +93,13 @@ def _preflight(request: HttpRequest, origin: str) -> HttpResponse:
 def _allow(response: HttpResponseBase, origin: str) -> HttpResponseBase:
     response["Access-Control-Allow-Origin"] = origin
     response["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
-    vary = response.get("Vary")
-    response["Vary"] = f"{vary}, Origin" if vary else "Origin"
     return response
+
+
+def _finish(request: HttpRequest, response: HttpResponseBase, readable: bool) -> HttpResponseBase:
+    """Every API answer varies by Origin (a cache must never hand one origin's answer to another)."""
+    patch_vary_headers(response, ["Origin"])
+    return _allow(response, request.headers["Origin"]) if readable else response
 
 
 def _before(request: HttpRequest) -> tuple[HttpResponseBase | None, bool]:
@@ -129,16 +134,18 @@ class TenantCorsMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self.__acall__(request)
-        if not request.path.startswith(API_PREFIX) or "Origin" not in request.headers:
+        if not request.path.startswith(API_PREFIX):
             return self.get_response(request)
+        if "Origin" not in request.headers:
+            return _finish(request, self.get_response(request), readable=False)
         answer, readable = _before(request)
-        response = answer if answer is not None else self.get_response(request)
-        return _allow(response, request.headers["Origin"]) if readable else response
+        return _finish(request, answer if answer is not None else self.get_response(request), readable)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
-        if not request.path.startswith(API_PREFIX) or "Origin" not in request.headers:
+        if not request.path.startswith(API_PREFIX):
             return await get_response(request)
+        if "Origin" not in request.headers:
+            return _finish(request, await get_response(request), readable=False)
         answer, readable = await sync_to_async(_before)(request)
-        response = answer if answer is not None else await get_response(request)
-        return _allow(response, request.headers["Origin"]) if readable else response
+        return _finish(request, answer if answer is not None else await get_response(request), readable)

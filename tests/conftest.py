@@ -8,13 +8,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.cache import cache
+from django.http.response import HttpResponseBase
+from django.test import Client
+from django.utils import timezone
 from pytest_django import Settings
 from rest_framework.test import APIClient
 
+from chat.models import ChatSession, FallbackReason, FallbackReport, Message, Role, StepKind, ThoughtStep
 from tenants.limits import _slots_for
-from tenants.models import Tenant
+from tenants.models import Tenant, TenantMembership
 from tenants.services import tenant_create
 
 
@@ -117,3 +121,61 @@ def close_runner_connections(django_db_setup: None, django_db_blocker: Any) -> A
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
+
+
+# --- Admin helpers ----------------------------------------------------------------------------------------------
+
+# Everything the admin could grant on tenants, chat and streaming, so that what tenant staff cannot do is the
+# admin's doing, not a missing permission.
+TENANT_STAFF_PERMISSIONS = (
+    "add_tenant",
+    "change_tenant",
+    "delete_tenant",
+    "view_tenant",
+    "view_tenantchange",
+    "add_tenantmembership",
+    "change_tenantmembership",
+    "delete_tenantmembership",
+    "view_tenantmembership",
+    "view_chatsession",
+    "view_message",
+    "view_thoughtstep",
+    "view_fallbackreport",
+    "view_event",
+)
+
+
+def tenant_staff_client(tenant: Tenant) -> Client:
+    """A logged-in staff user (not a superuser) who works for ``tenant``."""
+    user = User.objects.create_user(username=f"staff-of-{tenant.slug}", password="pw-for-tests-only", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=TENANT_STAFF_PERMISSIONS))
+    TenantMembership.objects.create(user=user, tenant=tenant)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def assert_answers_like_a_missing_object(response: HttpResponseBase) -> None:
+    """Django's answer for an object that does not exist: back to the admin's index, with a warning."""
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
+
+
+def conversation(tenant: Tenant) -> Message:
+    """A session of ``tenant`` with a question, a reply with one thought step, and a fallback report; the reply."""
+    session = ChatSession.objects.create(tenant=tenant, visitor_id=f"visitor-of-{tenant.slug}")
+    question = Message.objects.create(session=session, role=Role.USER, content=f"A question for {tenant.name}")
+    reply = Message.objects.create(session=session, role=Role.ASSISTANT, reply_to=question, content="An answer")
+    ThoughtStep.objects.create(
+        message=reply, index=0, kind=StepKind.THINKING, title=f"Thinking for {tenant.name}", started_at=timezone.now()
+    )
+    FallbackReport.objects.create(
+        tenant=tenant,
+        session=session,
+        message=reply,
+        reason=FallbackReason.TIMEOUT,
+        code="STREAM_004",
+        from_delivery="stream",
+        to_delivery="poll",
+    )
+    return reply

@@ -8,36 +8,14 @@ from collections.abc import Callable
 import pytest
 from django.db.models import Model
 from django.test import Client
-from django.utils import timezone
 from django.utils.html import escape
 from rest_framework.test import APIClient
 
-from chat.models import ChatSession, FallbackReason, FallbackReport, Message, Role, StepKind, ThoughtStep
+from chat.models import FallbackReason, FallbackReport, Message, Role, ThoughtStep
 from tenants.models import Tenant
-from tests.conftest import SessionInfo
-from tests.tenants.test_admin import assert_answers_like_a_missing_object, tenant_staff_client
+from tests.conftest import SessionInfo, assert_answers_like_a_missing_object, conversation, tenant_staff_client
 
 pytestmark = pytest.mark.django_db
-
-
-def conversation(tenant: Tenant) -> Message:
-    """A session of ``tenant`` with a question, a reply with one thought step, and a fallback report; the reply."""
-    session = ChatSession.objects.create(tenant=tenant, visitor_id=f"visitor-of-{tenant.slug}")
-    question = Message.objects.create(session=session, role=Role.USER, content=f"A question for {tenant.name}")
-    reply = Message.objects.create(session=session, role=Role.ASSISTANT, reply_to=question, content="An answer")
-    ThoughtStep.objects.create(
-        message=reply, index=0, kind=StepKind.THINKING, title=f"Thinking for {tenant.name}", started_at=timezone.now()
-    )
-    FallbackReport.objects.create(
-        tenant=tenant,
-        session=session,
-        message=reply,
-        reason=FallbackReason.TIMEOUT,
-        code="STREAM_004",
-        from_delivery="stream",
-        to_delivery="poll",
-    )
-    return reply
 
 
 # Each chat model's admin path, and its object in a conversation (given the reply).

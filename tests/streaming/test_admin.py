@@ -7,8 +7,7 @@ from django.test import Client
 
 from streaming.models import Event
 from tenants.models import Tenant
-from tests.chat.test_admin import conversation
-from tests.tenants.test_admin import assert_answers_like_a_missing_object, tenant_staff_client
+from tests.conftest import assert_answers_like_a_missing_object, conversation, tenant_staff_client
 
 pytestmark = pytest.mark.django_db
 

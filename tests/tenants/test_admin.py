@@ -9,54 +9,19 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.contrib.messages import get_messages
-from django.http.response import HttpResponseBase
 from django.test import Client
 from django.utils import timezone
 
 from chat.models import ChatSession, FallbackReason, FallbackReport
 from tenants.models import ChangeSource, Tenant, TenantChange, TenantMembership
 from tenants.services import tenant_create, tenant_update
+from tests.conftest import assert_answers_like_a_missing_object, tenant_staff_client
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/tenants/tenant/"
-
-# Everything the admin could grant on tenants, chat and streaming, so that what tenant staff cannot do is the
-# admin's doing, not a missing permission.
-TENANT_STAFF_PERMISSIONS = (
-    "add_tenant",
-    "change_tenant",
-    "delete_tenant",
-    "view_tenant",
-    "view_tenantchange",
-    "add_tenantmembership",
-    "change_tenantmembership",
-    "delete_tenantmembership",
-    "view_tenantmembership",
-    "view_chatsession",
-    "view_message",
-    "view_thoughtstep",
-    "view_fallbackreport",
-    "view_event",
-)
-
-
-def tenant_staff_client(tenant: Tenant) -> Client:
-    """A logged-in staff user (not a superuser) who works for ``tenant``."""
-    user = User.objects.create_user(username=f"staff-of-{tenant.slug}", password="pw-for-tests-only", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename__in=TENANT_STAFF_PERMISSIONS))
-    TenantMembership.objects.create(user=user, tenant=tenant)
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def assert_answers_like_a_missing_object(response: HttpResponseBase) -> None:
-    """Django's answer for an object that does not exist: back to the admin's index, with a warning."""
-    assert response.status_code == 302
-    assert response["Location"] == "/admin/"
 
 
 @pytest.fixture
