@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest install install-dev migrate clean bench-live
+.PHONY: run test lint typecheck pytest install install-dev migrate clean bench-live bench-limits
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -62,3 +62,7 @@ clean:
 # make bench-live: event-log throughput, writes per answer, first-token latency (a script that prints figures).
 bench-live: $(VENV)/.dev-installed
 	$(PY) bench/live.py
+
+# make bench-limits: the cost of a rate check and of an open-stream slot (local memory; Redis with REDIS_URL set).
+bench-limits: $(VENV)/.dev-installed
+	$(PY) bench/limits.py
