@@ -11,21 +11,13 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from chat.models import (
-    ChatSession,
-    FallbackReason,
-    FallbackReport,
-    Message,
-    MessageStatus,
-    Role,
-    StepKind,
-    ThoughtStep,
-)
+from chat.models import ChatSession, FallbackReport, Message, MessageStatus, Role, ThoughtStep
 from chat.retention import PurgeReport, TenantPurge, sessions_purge
 from streaming.events import EventType
 from streaming.models import Event
 from tenants.models import Tenant
 from tenants.services import tenant_update
+from tests.conftest import conversation
 
 pytestmark = pytest.mark.django_db
 
@@ -33,31 +25,12 @@ pytestmark = pytest.mark.django_db
 def _conversation(tenant: Tenant, *, idle_days: int, reply_status: str = MessageStatus.COMPLETED) -> ChatSession:
     """A session idle for ``idle_days``: a question, and a reply with a step, a logged event and a fallback report."""
     last_activity = timezone.now() - timedelta(days=idle_days)
-    session = ChatSession.objects.create(tenant=tenant)
-    question = Message.objects.create(session=session, role=Role.USER, content="Where is my order?")
-    reply = Message.objects.create(
-        session=session,
-        role=Role.ASSISTANT,
-        reply_to=question,
-        status=reply_status,
-        content="On its way.",
-        finished_at=None if reply_status in {MessageStatus.QUEUED, MessageStatus.RUNNING} else last_activity,
-    )
-    ThoughtStep.objects.create(
-        message=reply, index=0, kind=StepKind.THINKING, title="Thinking", started_at=last_activity
-    )
+    reply = conversation(tenant)
+    running = reply_status in {MessageStatus.QUEUED, MessageStatus.RUNNING}
+    Message.objects.filter(id=reply.id).update(status=reply_status, finished_at=None if running else last_activity)
     Event.objects.create(message=reply, seq=1, type=EventType.MESSAGE_STARTED, data={})
-    FallbackReport.objects.create(
-        tenant=tenant,
-        session=session,
-        message=reply,
-        reason=FallbackReason.TIMEOUT,
-        code="STREAM_004",
-        from_delivery="stream",
-        to_delivery="poll",
-    )
-    ChatSession.objects.filter(id=session.id).update(last_activity_at=last_activity)
-    return session
+    ChatSession.objects.filter(id=reply.session_id).update(last_activity_at=last_activity)
+    return reply.session
 
 
 def _purge(**options: Any) -> PurgeReport:
