@@ -171,7 +171,7 @@ def test_the_command_with_logs_compacts_an_expired_finished_replys_log_and_keeps
     reply = Message.objects.get(session=session, role=Role.ASSISTANT)
     assert (body["sessions"], body["logs_compacted"]) == (0, 1)
     assert reply.log_compacted_at is not None
-    assert reply.content == "On its way."
+    assert reply.content == "An answer"
     assert not Event.objects.filter(message=reply).exists()
     assert ThoughtStep.objects.filter(message=reply).exists()
 
