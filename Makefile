@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest install install-dev migrate clean bench-live bench-limits
+.PHONY: run test lint typecheck pytest install install-dev migrate clean bench-live bench-limits bench-widget
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -66,3 +66,7 @@ bench-live: $(VENV)/.dev-installed
 # make bench-limits: the cost of a rate check and of an open-stream slot (local memory; Redis with REDIS_URL set).
 bench-limits: $(VENV)/.dev-installed
 	$(PY) bench/limits.py
+
+# make bench-widget: the widget on a 10,000-token reply in Debian's Chromium: JS heap and long tasks (seed 001).
+bench-widget: $(VENV)/.dev-installed
+	$(PY) bench/widget.py
