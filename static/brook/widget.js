@@ -551,7 +551,12 @@
         await deliver(content);
       } catch (error) {
         this.status(error.message + (error.retryAfter ? " Try again in " + error.retryAfter + " s." : ""), true);
-        if (this.current && !this.current.finished) this.current.showError(error.message);
+        if (this.current && !this.current.finished) {
+          this.current.showError(error.message);
+          this.current.finished = true; // nothing more will come for it; the visitor may send again
+          this.current.dirty = true;
+          this.replies.add(this.current);
+        }
       } finally {
         this.busy(false);
         this.schedule();

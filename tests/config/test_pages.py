@@ -43,11 +43,14 @@ def test_the_api_docs_page_is_served_without_a_cdn(client: Client) -> None:
     assert "cdn.jsdelivr.net" not in html
 
 
-def test_the_demo_page_talks_to_the_demo_tenant(client: Client) -> None:
+def test_the_demo_page_embeds_the_widget_for_the_demo_tenant(client: Client) -> None:
     response = client.get("/")
 
     assert response.status_code == 200
-    assert b'data-tenant="demo"' in response.content
+    html = response.content.decode()
+    assert '<script src="/static/brook/widget.js" data-tenant="demo" data-open="true" async></script>' in html
+    # The snippet a tenant copies, with this Brook's address, shown as text:
+    assert '&lt;script src="http://testserver/static/brook/widget.js" data-tenant="YOUR_PUBLIC_KEY" async&gt;' in html
 
 
 def test_unknown_api_paths_answer_json_404(client: Client) -> None:
