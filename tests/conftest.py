@@ -1,15 +1,25 @@
-"""Fixtures shared by every test: tenants, an API client, sessions, and a demo agent with no pauses."""
+"""Fixtures shared by every test: tenants, an API client, sessions, a demo agent with no pauses, live servers."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Permission, User
 from django.core.cache import cache
+from django.db import connection
 from django.http.response import HttpResponseBase
 from django.test import Client
 from django.utils import timezone
@@ -179,3 +189,85 @@ def conversation(tenant: Tenant) -> Message:
         to_delivery="poll",
     )
     return reply
+
+
+# --- Live servers -----------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def database_url() -> str:
+    """The test database, as the server processes must reach it."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def request(port: int, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, (json.loads(data) if data else None)
+
+
+def daphne_start(**env: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A Daphne worker on the test database (demo agent unpaced unless ``env`` says otherwise), once it answers."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "DEBUG": "1",
+        "DATABASE_URL": database_url(),
+        "BROOK_SWEEP_SECONDS": "0",
+        "BROOK_DEMO_TOKENS_PER_SECOND": "0",
+        "BROOK_DEMO_STEP_SECONDS": "0",
+        **env,
+    }
+    if settings.REDIS_URL:
+        environment["REDIS_URL"] = settings.REDIS_URL
+    process = subprocess.Popen(  # noqa: S603 - our own server
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(300):
+        try:
+            if request(port, "GET", "/healthz")[0] == 200:
+                return process, port
+        except OSError:
+            time.sleep(0.05)
+    process.terminate()
+    raise AssertionError("Daphne did not start")
+
+
+Server = Callable[..., int]
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    """Start Daphne workers on the test database; each call returns a port."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(**env: str) -> int:
+        process, port = daphne_start(**env)
+        processes.append(process)
+        return port
+
+    yield start
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(timeout=10)

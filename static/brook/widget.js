@@ -60,7 +60,7 @@
 
   function clock(iso) {
     const date = iso ? new Date(iso) : new Date();
-    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
   }
 
   function seconds(ms) {
@@ -454,7 +454,7 @@
       });
       this.sendButton = el("button", { type: "submit", class: "send", text: "Send" });
       this.stopButton = el("button", { type: "button", class: "stop", text: "Stop", disabled: "", onclick: () => this.stop() });
-      this.statusLine = el("p", { class: "status", role: "status" });
+      this.statusLine = el("p", { class: "status-line", role: "status" });
       this.live = el("div", { class: "visually-hidden", "aria-live": "polite" });
       const toggle = (name, label) => {
         const box = el("input", { type: "checkbox", checked: "", "data-toggle": name });
@@ -549,6 +549,7 @@
       this.announce("The assistant is answering.");
       try {
         await deliver(content);
+        this.status("");
       } catch (error) {
         this.status(error.message + (error.retryAfter ? " Try again in " + error.retryAfter + " s." : ""), true);
         if (this.current && !this.current.finished) {

@@ -4,96 +4,18 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from chat.models import Message, MessageStatus
 from tenants.services import tenant_update
+from tests.conftest import Server, request
 from tests.streaming.conftest import assert_whole_log, parse_sse
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def database_url() -> str:
-    """The test database, as the server processes must reach it."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-Server = Callable[..., int]
-
-
-@pytest.fixture
-def server() -> Iterator[Server]:
-    """Start Daphne workers on the test database; each call returns a port."""
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(**env: str) -> int:
-        port = free_port()
-        environment = {
-            **os.environ,
-            "DEBUG": "1",
-            "DATABASE_URL": database_url(),
-            "BROOK_SWEEP_SECONDS": "0",
-            "BROOK_DEMO_TOKENS_PER_SECOND": "0",
-            "BROOK_DEMO_STEP_SECONDS": "0",
-            **env,
-        }
-        if settings.REDIS_URL:
-            environment["REDIS_URL"] = settings.REDIS_URL
-        process = subprocess.Popen(  # noqa: S603 - our own server
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-            cwd=ROOT,
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        processes.append(process)
-        for _ in range(300):
-            try:
-                if request(port, "GET", "/healthz")[0] == 200:
-                    return port
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("Daphne did not start")
-
-    yield start
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.wait(timeout=10)
-
-
-def request(port: int, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response.status, (json.loads(data) if data else None)
 
 
 def start_reply(port: int, tenant_key: str, content: str = "Explain streaming, please?") -> tuple[str, str]:
