@@ -27,21 +27,14 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from tests.streaming.providers.fake_upstream import FakeUpstream, openai_chunk, openai_usage  # noqa: E402
 
 ANSWER_TOKENS = 10_000
 REASONING_TOKENS = 2_000
 SECONDS_PER_CHUNK = 0.0004
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--enable-precise-memory-info",
-    "--js-flags=--expose-gc",
-]
+# Precise heap figures, and gc() in the page to read the heap after a collection.
+BENCH_ARGS = [*CHROMIUM_ARGS, "--enable-precise-memory-info", "--js-flags=--expose-gc"]
 # Collected in the page from its first script on: long tasks, the heap every 100 ms, and animation frames.
 PROBE = """
 window.__bench = {longTasks: [], heapPeak: 0, frames: 0};
@@ -131,7 +124,7 @@ def measure(flush_ms: str) -> dict[str, Any]:
 
 def run(port: int) -> dict[str, Any]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=BENCH_ARGS)
         page = browser.new_page()
         page.add_init_script(PROBE)
         page.goto(f"http://127.0.0.1:{port}/")

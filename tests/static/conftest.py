@@ -29,17 +29,9 @@ from playwright.sync_api import (
 
 from tenants.models import Tenant
 from tenants.services import tenant_ensure_demo, tenant_update
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import Server, daphne_start
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 TOKENS_PER_SECOND = "40"  # a three-part answer streams for about three seconds
 STEP_SECONDS = "0.05"
