@@ -274,14 +274,49 @@ BROOK_LLM_IDLE_TIMEOUT = _float("BROOK_LLM_IDLE_TIMEOUT", 20.0, minimum=0.1)
 # Serve /static/ from the ASGI app (make run); production puts a web server in front instead.
 BROOK_SERVE_STATIC = _bool("BROOK_SERVE_STATIC", DEBUG)
 
+# Logs go to stdout: JSON lines (one object each, with the reply's message, session and tenant ids; config/logs.py)
+# unless LOG_FORMAT=plain; plain is the default only with DEBUG on.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain" if DEBUG else "json")
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}; use json or plain.")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.logs.JsonFormatter"},
+    },
+    "filters": {"context": {"()": "config.logs.ContextFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
     },
 }
+
+# --- Production hardening (docs/operations.md) ----------------------------------------------------------------------
+
+# Served over https (at the proxy): secure cookies, HSTS. Off for loopback http and for `make run`.
+BROOK_HTTPS = _bool("BROOK_HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = BROOK_HTTPS
+SECURE_HSTS_SECONDS = _int("BROOK_HSTS_SECONDS", 31_536_000 if BROOK_HTTPS else 0)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Behind a proxy (BROOK_PROXY_HOPS > 0), its X-Forwarded-Proto says whether the visitor came over https; without
+# one, nobody may claim it.
+if BROOK_PROXY_HOPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The admin's origins when they differ from the Host header's (a proxy on another port or scheme).
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -9,6 +9,7 @@ from config import views
 urlpatterns = [
     path("", views.demo_page, name="demo"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("tenants.urls")),
     path("api/v1/", include("chat.urls")),

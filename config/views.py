@@ -1,10 +1,16 @@
-"""Project-level pages: the demo site and the health check."""
+"""Project-level pages: the demo site, the liveness check (/healthz) and the readiness check (/readyz)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 
-from django.db import connection
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.cache import cache
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -32,3 +38,54 @@ def healthz(request: HttpRequest) -> JsonResponse:
         logger.exception("Health check: database unreachable")
         return JsonResponse(error_body(ErrorCode.UNHEALTHY, "The database does not answer."), status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
+
+
+def _database_migrated() -> None:
+    executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+    if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        raise RuntimeError("migrations are not applied")
+
+
+def _cache_round_trip() -> None:
+    key, value = f"brook:ready:{secrets.token_hex(4)}", secrets.token_hex(4)
+    cache.set(key, value, timeout=10)
+    if cache.get(key) != value:
+        raise RuntimeError("the cache lost a value")
+    cache.delete(key)
+
+
+async def _channel_layer_round_trip() -> None:
+    layer = get_channel_layer()
+    assert layer is not None  # noqa: S101 - settings always configure one
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "ready.check"})
+    async with asyncio.timeout(2):
+        await layer.receive(channel)
+
+
+READINESS_CHECKS = {
+    "database": _database_migrated,
+    "cache": _cache_round_trip,
+    "channel_layer": async_to_sync(_channel_layer_round_trip),
+}
+
+
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """200 when this worker can serve: the database answers with every migration applied, and the cache and the
+    channel layer (Redis when configured) round-trip; 503 naming what failed. For load balancers' readiness probes;
+    ``/healthz`` is the liveness probe."""
+    checks: dict[str, str] = {}
+    for name, check in READINESS_CHECKS.items():
+        try:
+            check()
+        except Exception as error:
+            logger.warning("Readiness check %s failed: %s", name, error)
+            checks[name] = "failed"
+        else:
+            checks[name] = "ok"
+    if any(state != "ok" for state in checks.values()):
+        failed = ", ".join(name for name, state in checks.items() if state != "ok")
+        body = error_body(ErrorCode.UNHEALTHY, f"Not ready: {failed}.", {"checks": checks})
+        return JsonResponse(body, status=503)
+    return JsonResponse({"status": "ready", "checks": checks})

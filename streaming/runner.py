@@ -21,6 +21,7 @@ from django.conf import settings
 from chat.models import Message, MessageStatus
 from chat.selectors import conversation_before
 from config.errors import ErrorCode
+from config.logs import log_context
 from streaming import fanout, services
 from streaming.agents import Turn, agent_for
 from streaming.agents.base import AgentError
@@ -83,6 +84,12 @@ async def run_reply(*, reply_id: uuid.UUID) -> None:
     if claimed is None:
         return
     reply, status_event = claimed
+    with log_context(message_id=reply_id, session_id=reply.session_id, tenant_id=reply.session.tenant_id):
+        await _run_claimed(reply, status_event)
+
+
+async def _run_claimed(reply: Message, status_event: LoggedEvent) -> None:
+    reply_id = reply.id
     session_id = reply.session_id
     tenant = reply.session.tenant
 

@@ -71,3 +71,38 @@ def test_the_openapi_schema_validates_without_warnings() -> None:
     from django.core.management import call_command
 
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
+
+
+def test_readyz_checks_the_database_migrations_cache_and_channel_layer(client: Client) -> None:
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "cache": "ok", "channel_layer": "ok"},
+    }
+
+
+@pytest.mark.parametrize("failing", ["database", "cache", "channel_layer"])
+def test_readyz_is_503_naming_what_failed(client: Client, failing: str) -> None:
+    def broken() -> None:
+        raise ConnectionError(f"{failing} is down")
+
+    with mock.patch.dict("config.views.READINESS_CHECKS", {failing: broken}):
+        response = client.get("/readyz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["code"] == "UNHEALTHY" and failing in body["message"]
+    assert body["details"]["checks"][failing] == "failed"
+    assert [name for name, state in body["details"]["checks"].items() if state == "ok"] == [
+        name for name in ("database", "cache", "channel_layer") if name != failing
+    ]
+
+
+def test_readyz_is_503_while_migrations_are_pending(client: Client) -> None:
+    with mock.patch("config.views.MigrationExecutor.migration_plan", return_value=[("a migration", False)]):
+        response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["details"]["checks"]["database"] == "failed"

@@ -68,6 +68,8 @@ def test_database_and_redis_urls_switch_the_backends() -> None:
         ({"DEBUG": "1", "BROOK_SESSION_TOKEN_TTL": "soon"}, "BROOK_SESSION_TOKEN_TTL='soon' is not a whole number"),
         ({"DEBUG": "1", "BROOK_SESSION_TOKEN_TTL": "5"}, "BROOK_SESSION_TOKEN_TTL=5 must be at least 60"),
         ({"DEBUG": "1", "BROOK_DEMO_TOKENS_PER_SECOND": "fast"}, "BROOK_DEMO_TOKENS_PER_SECOND='fast' is not a number"),
+        ({"DEBUG": "1", "LOG_FORMAT": "xml"}, "LOG_FORMAT='xml'; use json or plain"),
+        ({"DEBUG": "1", "BROOK_HTTPS": "sometimes"}, "BROOK_HTTPS='sometimes' is not a boolean"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(env: dict[str, str], message: str) -> None:
@@ -76,3 +78,32 @@ def test_a_bad_value_stops_start_up_naming_the_variable(env: dict[str, str], mes
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert message in result.stderr
+
+
+HARDENING = (
+    "import django; django.setup(); from django.conf import settings as s; "
+    "print(s.LOGGING['handlers']['console']['formatter'], s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
+    "s.SECURE_HSTS_SECONDS, getattr(s, 'SECURE_PROXY_SSL_HEADER', None) is not None)"
+)
+
+
+def probe(script: str, **env: str) -> list[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "LOG_FORMAT", "BROOK_HTTPS"}}
+    clean.update({"DJANGO_SETTINGS_MODULE": "config.settings", **env})
+    result = subprocess.run(  # noqa: S603 - our own interpreter and a fixed script
+        [sys.executable, "-c", script], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_production_logs_json_and_https_turns_on_secure_cookies_and_hsts() -> None:
+    production = {"DEBUG": "0", "SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "brook.example.com"}
+
+    plain_http = probe(HARDENING, **production)
+    https_behind_nginx = probe(HARDENING, **production, BROOK_HTTPS="1", BROOK_PROXY_HOPS="1")
+    development = probe(HARDENING, DEBUG="1")
+
+    assert plain_http == ["json", "False", "False", "0", "False"]
+    assert https_behind_nginx == ["json", "True", "True", "31536000", "True"]
+    assert development[0] == "plain"
