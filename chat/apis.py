@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import selectors, services
-from chat.access import SessionScopedAPIView, parse_uuid, require_streaming
+from chat.access import SessionScopedAPIView, require_streaming
 from chat.models import ChatSession, Delivery, FallbackReason, Role
 from chat.serializers import ErrorSerializer, MessageSerializer, SessionSerializer, TextField
 from chat.tokens import TokenKind, session_token_issue
@@ -117,7 +117,6 @@ class FallbackCreateApi(SessionScopedAPIView):
             raise ApiError(ErrorCode.INVALID_INPUT, "from_delivery and to_delivery must differ.")
         message = None
         if fields["message_id"]:
-            parse_uuid(fields["message_id"], not_found=ErrorCode.MESSAGE_NOT_FOUND)
             message = self.get_message(fields["message_id"])
         report = services.fallback_report(
             session=session,

@@ -14,7 +14,6 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from rest_framework import serializers
 
@@ -29,7 +28,7 @@ from streaming.delivery import Cursor, admit, stored_after
 from streaming.dispatch import send_message
 from streaming.events import LoggedEvent, session_group
 from streaming.selectors import log_last_seq
-from streaming.views import stream_slot
+from streaming.views import astream_slot
 from streaming.visibility import redact_event
 from tenants.limits import holding
 from tenants.origins import origin_check
@@ -79,7 +78,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 self.session.tenant, headers.get(b"origin", b"").decode("latin-1"), own_origin=self._own_origin(headers)
             )
             require_streaming(self.session)
-            self.slot = await sync_to_async(stream_slot, thread_sensitive=False)(self.session)
+            self.slot = await astream_slot(self.session)
         except ApiError as error:
             await self.accept()
             await self._error(error)

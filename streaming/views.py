@@ -182,24 +182,34 @@ async def _sse_body(message: Message, after: int, slot: StreamSlot) -> AsyncIter
                 await _viewer_left(message)
 
 
+async def astream_slot(session: ChatSession) -> StreamSlot:
+    return await sync_to_async(stream_slot, thread_sensitive=False)(session)
+
+
+async def arelease(slot: StreamSlot) -> None:
+    await sync_to_async(slot.release, thread_sensitive=False)()
+
+
 async def sse_response(message: Message, after: int, *, slot: StreamSlot | None = None) -> HttpResponseBase:
     """A ``text/event-stream`` of the message's events after ``after``; 204 once the client has them all.
 
-    The stream holds ``slot`` (or takes one) until it ends. A slot whose stream never starts lapses on its own.
+    The stream holds ``slot`` (or takes one) until it ends; the slot is given back here when no stream starts (an error,
+    a 204). A slot whose stream is returned but never iterated lapses on its own.
     """
+    body = None
     try:
         require_streaming(message.session)
         last = await db(log_last_seq)(message_id=message.id)
         _check_cursor(message, after, last)
-        if message.is_finished and after >= last:
-            return HttpResponse(status=204)  # EventSource stops reconnecting on 204
-        if slot is None:
-            slot = await sync_to_async(stream_slot, thread_sensitive=False)(message.session)
-    except BaseException:
+        if not (message.is_finished and after >= last):
+            body = _sse_body(message, after, slot or await astream_slot(message.session))
+            slot = None  # the stream owns it now
+    finally:
         if slot is not None:
-            await sync_to_async(slot.release, thread_sensitive=False)()
-        raise
-    response = StreamingHttpResponse(_sse_body(message, after, slot), content_type="text/event-stream")
+            await arelease(slot)
+    if body is None:
+        return HttpResponse(status=204)  # EventSource stops reconnecting on 204
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
@@ -241,7 +251,7 @@ async def stream_start(request: HttpRequest) -> HttpResponseBase:
     if session.tenant.public_key != params["tenant"]:
         raise ApiError(ErrorCode.SESSION_NOT_FOUND, "No such session.", status_code=404)
     require_streaming(session)
-    slot = await sync_to_async(stream_slot, thread_sensitive=False)(session)
+    slot = await astream_slot(session)
     try:
         submitted = await send_message(
             session=session,
@@ -251,6 +261,6 @@ async def stream_start(request: HttpRequest) -> HttpResponseBase:
         )
         reply = await db(get_message_or_404)(credential, str(submitted.reply.id))
     except BaseException:
-        await sync_to_async(slot.release, thread_sensitive=False)()
+        await arelease(slot)
         raise
     return await sse_response(reply, after, slot=slot)

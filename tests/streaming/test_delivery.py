@@ -13,6 +13,7 @@ from pytest_django import Settings
 
 from chat.models import Message, MessageStatus
 from streaming.models import Event
+from tenants.limits import open_streams, session_pool
 from tenants.models import Tenant
 from tests.conftest import SessionInfo
 from tests.streaming.conftest import (
@@ -182,6 +183,27 @@ async def test_eventsource_start_streams_and_a_reconnect_resumes_the_same_run(
     assert_whole_log([e.id for e in first_events], [e.event for e in first_events])
     assert [e.id for e in resumed] == [e.id for e in first_events][4:]
     assert await sync_to_async(Message.objects.filter(session_id=session.id).count)() == 2  # one question, one reply
+
+
+async def test_a_reconnect_after_the_end_answers_204_and_holds_no_stream_slot(
+    session: SessionInfo, tenant: Tenant
+) -> None:
+    client = AsyncClient()
+    params = {
+        "tenant": tenant.public_key,
+        "session_id": str(session.id),
+        "token": session.stream_token,
+        "message_id": "es-done",
+        "user_input": QUESTION,
+    }
+    first = parse_sse(await read_body(await client.get("/api/v1/stream", params)))
+
+    reconnects = [
+        await client.get("/api/v1/stream", params, headers={"Last-Event-ID": str(first[-1].id)}) for _ in range(4)
+    ]
+
+    assert [response.status_code for response in reconnects] == [204] * 4  # more than max_streams_per_session (3)
+    assert await sync_to_async(open_streams)(session_pool(session.id)) == 0
 
 
 @pytest.mark.parametrize(
