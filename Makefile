@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest install install-dev migrate clean bench-live bench-limits bench-widget
+.PHONY: run run-prod stop-prod test lint typecheck pytest install install-dev migrate clean bench-live bench-limits \
+	bench-widget bench-servers
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,16 @@ run: $(VENV)/.base-installed
 	@echo "  API docs:        http://$(HOST):$(PORT)/api/docs/"
 	@echo ""
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) config.asgi:application
+
+# make run-prod: the production topology on loopback (docs/operations.md): PostgreSQL (DATABASE_URL, default database
+# brook_prod, created if missing), Redis (REDIS_URL, or a redis-server of its own), BROOK_PROD_WORKERS ASGI workers
+# (default 2; BROOK_PROD_SERVER=daphne|uvicorn) and nginx on BROOK_PROD_PORT (8080). It returns once all answer.
+run-prod: $(VENV)/.base-installed
+	$(PY) -m deploy.stack start
+
+# make stop-prod: stop what make run-prod started (nginx, workers, its own Redis).
+stop-prod: $(VENV)/.base-installed
+	$(PY) -m deploy.stack stop
 
 # make test: everything CI checks. DEBUG=1 only lets settings load with the development SECRET_KEY; Django's test
 # runner turns DEBUG off while tests run.

@@ -172,7 +172,7 @@ REDIS_URL = _redis_url(os.environ.get("REDIS_URL"))
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}},
+        "default": {"BACKEND": "streaming.layers.ResilientRedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}},
     }
     CACHES = {
         "default": {

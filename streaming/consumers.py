@@ -4,17 +4,21 @@
 from one of the tenant's allowed origins, and the session must be in the streaming rollout. Frames out:
 ``{"type": "event", "message_id", "seq", "event", "data", "ts"}``, ``{"type": "message.accepted", ...}``,
 ``{"type": "error", "code", "message"}``. Frames in: ``message``, ``cancel`` and ``resume``. Per message, the consumer
-keeps the last seq sent and fills gaps from the database, exactly as ``streaming.delivery.follow`` does.
+keeps the last seq sent and fills gaps from the database, exactly as ``streaming.delivery.follow`` does, and re-reads
+the database for unfinished replies every ``BROOK_STREAM_RECHECK_SECONDS`` (0.5 s while Redis is away), so a lost
+publish or a Redis restart delays an event but never loses it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from rest_framework import serializers
 
 from chat.access import get_message_or_404, get_session_or_404, require_credential, require_streaming
@@ -24,7 +28,7 @@ from chat.tokens import SessionCredential
 from config.errors import ApiError, ErrorCode
 from streaming import runner
 from streaming.db import db
-from streaming.delivery import Cursor, admit, stored_after
+from streaming.delivery import DEGRADED_RECHECK_SECONDS, Cursor, admit, stored_after
 from streaming.dispatch import send_message
 from streaming.events import LoggedEvent, session_group
 from streaming.selectors import log_last_seq
@@ -87,17 +91,22 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.holding = holding(self.slot)
         await self.holding.__aenter__()
         self.cursors: dict[uuid.UUID, Cursor] = {}
+        self.finished: set[uuid.UUID] = set()
+        self.sending = asyncio.Lock()  # live events, rechecks and resumes advance the same cursors
         self.group = session_group(self.session.id)
         await self.channel_layer.group_add(self.group, self.channel_name)  # subscribe first, then read the ends
         for message_id, last in (await db(_active_cursors)(self.session.id)).items():
             self.cursors[message_id] = Cursor(last)
         await self.accept()
+        self.rechecking = asyncio.create_task(self._recheck_forever())
 
     def _own_origin(self, headers: dict[bytes, bytes]) -> str:
         scheme = "https" if self.scope.get("scheme") == "wss" else "http"
         return f"{scheme}://{headers.get(b'host', b'').decode('latin-1')}"
 
     async def disconnect(self, code: int) -> None:
+        if hasattr(self, "rechecking"):
+            self.rechecking.cancel()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
         if hasattr(self, "holding"):
@@ -174,15 +183,10 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             raise ApiError(ErrorCode.LOG_EXPIRED, "This reply's event log has passed its retention period.")
         if after > last:
             raise ApiError(ErrorCode.STREAM_INVALID_PARAMETERS, f"after {after} is past the end of the log ({last}).")
-        cursor = Cursor(after)
-        self.cursors[message.id] = cursor
-        while True:
-            batch = await stored_after(message.id, cursor.last)
-            if not batch:
-                break
-            for event in batch:
-                cursor.advance(event)
-                await self._send(event)
+        async with self.sending:
+            self.cursors[message.id] = Cursor(after)
+            self.finished.discard(message.id)
+            await self._catch_up(message.id)
 
     async def log_events(self, message: dict[str, Any]) -> None:
         """Channel-layer handler: live events of a message of this session."""
@@ -190,11 +194,38 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if not events:
             return
         message_id = events[0].message_id
-        cursor = self.cursors.setdefault(message_id, Cursor(0))
-        for event in await admit(message_id, cursor, events):
-            await self._send(event)
+        async with self.sending:
+            cursor = self.cursors.setdefault(message_id, Cursor(0))
+            for event in await admit(message_id, cursor, events):
+                await self._send(event)
+
+    async def _catch_up(self, message_id: uuid.UUID) -> None:
+        """Send what the log holds past this socket's cursor for ``message_id`` (callers hold ``sending``)."""
+        cursor = self.cursors[message_id]
+        while True:
+            batch = await stored_after(message_id, cursor.last)
+            for event in batch:
+                cursor.advance(event)
+                await self._send(event)
+            if not batch:
+                return
+
+    async def _recheck_forever(self) -> None:
+        """Read the log of every unfinished reply this socket follows, in case live events were lost."""
+        recheck = float(settings.BROOK_STREAM_RECHECK_SECONDS)
+        while True:
+            degraded = getattr(self.channel_layer, "degraded", False)
+            await asyncio.sleep(min(recheck, DEGRADED_RECHECK_SECONDS) if degraded else recheck)
+            try:
+                async with self.sending:
+                    for message_id in [m for m in self.cursors if m not in self.finished]:
+                        await self._catch_up(message_id)
+            except Exception:
+                logger.exception("Re-reading the log for socket of session %s failed; trying again", self.session.id)
 
     async def _send(self, event: LoggedEvent) -> None:
+        if event.is_terminal:
+            self.finished.add(event.message_id)
         shown = redact_event(event, self.session.tenant.thought_visibility)
         if shown is None:
             return

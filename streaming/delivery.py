@@ -21,6 +21,8 @@ from streaming.events import LoggedEvent, message_group
 from streaming.selectors import PAGE, events_after
 
 GAP_READ_ATTEMPTS = 10
+# While the channel layer has lost Redis (streaming/layers.py), quiet streams re-read the database this often.
+DEGRADED_RECHECK_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +109,13 @@ async def follow(
         quiet_since = time.monotonic()
         last_check = quiet_since
         while True:
-            wait = min(heartbeat - (time.monotonic() - quiet_since), recheck - (time.monotonic() - last_check))
+            every = min(recheck, DEGRADED_RECHECK_SECONDS) if getattr(layer, "degraded", False) else recheck
+            wait = min(heartbeat - (time.monotonic() - quiet_since), every - (time.monotonic() - last_check))
             try:
                 message = await asyncio.wait_for(layer.receive(channel), timeout=max(wait, 0.01))
             except TimeoutError:
                 now = time.monotonic()
-                if now - last_check >= recheck:
+                if now - last_check >= every:
                     last_check = now
                     for event in await stored_after(message_id, cursor.last):
                         cursor.advance(event)

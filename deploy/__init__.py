@@ -1,0 +1,1 @@
+"""How Brook is deployed: the production stack on one machine (docs/operations.md)."""
