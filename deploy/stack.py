@@ -155,6 +155,8 @@ class Stack:
             raise
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        for folder in ("pids", "logs"):
+            (self.state / folder).mkdir(parents=True, exist_ok=True)
         log = (self.state / "logs" / f"{name}.log").open("ab")
         process = subprocess.Popen(  # noqa: S603 - our own commands
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -229,6 +231,10 @@ class Stack:
         raise StackError(f"Unknown ASGI server {server!r}; Brook runs on: {', '.join(SERVERS)}.")
 
     def start_worker(self, index: int, *, wait: bool = False) -> None:
+        """Start worker ``index`` (again, after it died: its old process is reaped first)."""
+        old = self._children.pop(f"worker-{index}", None)
+        if old is not None:
+            old.poll()
         self._spawn(f"worker-{index}", self.worker_command(index), self.environment())
         if wait:
             self.wait_ready(index)

@@ -1,8 +1,9 @@
-"""Helpers for live-delivery tests: read SSE bodies, poll logs to the end, check a log is whole."""
+"""Helpers for live-delivery tests: read SSE bodies, poll logs to the end, check a log is whole, talk to servers."""
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from django.test import AsyncClient
 
 from chat.models import Message
 from streaming.models import Event
+from tests.conftest import request
 
 
 @dataclass(frozen=True)
@@ -90,3 +92,46 @@ def text_of(events: list[dict[str, Any]]) -> str:
 
 def message(message_id: Any) -> Message:
     return Message.objects.get(id=message_id)
+
+
+def start_reply(port: int, tenant_key: str, content: str = "Explain streaming, please?") -> tuple[str, str]:
+    """A new session and a message on the server on ``port``: the reply's id and the session token."""
+    status, created = request(port, "POST", "/api/v1/sessions", {"tenant": tenant_key})
+    assert status == 201
+    status, accepted = request(
+        port,
+        "POST",
+        f"/api/v1/sessions/{created['id']}/messages",
+        {"content": content, "mode": "poll"},
+        created["token"],
+    )
+    assert status == 202, accepted
+    return accepted["id"], created["token"]
+
+
+def open_stream(port: int, message_id: str, token: str, last_event_id: int | None = None) -> http.client.HTTPResponse:
+    """GET a reply's SSE stream from the server on ``port`` (a worker, or nginx in front of them)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {token}"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+    conn.request("GET", f"/api/v1/messages/{message_id}/stream", headers=headers)
+    return conn.getresponse()
+
+
+def read_frames(
+    response: http.client.HTTPResponse, *, stop_after: int | None = None, stop_at: str | None = None
+) -> bytes:
+    """Read SSE bytes until the stream ends, or until ``stop_after`` events (or an event of type ``stop_at``) have
+    arrived; then drop the connection, as a flaky network would."""
+    raw = b""
+    while True:
+        chunk = response.read1(65536)
+        if not chunk:
+            return raw
+        raw += chunk
+        whole = raw.rsplit(b"\n\n", 1)[0] + b"\n\n"
+        events = parse_sse(whole)
+        if (stop_after is not None and len(events) >= stop_after) or any(e.event == stop_at for e in events):
+            response.close()
+            return whole

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import time
 from typing import Any
@@ -13,50 +12,9 @@ from django.conf import settings
 from chat.models import Message, MessageStatus
 from tenants.services import tenant_update
 from tests.conftest import Server, request
-from tests.streaming.conftest import assert_whole_log, parse_sse
+from tests.streaming.conftest import assert_whole_log, open_stream, parse_sse, read_frames, start_reply
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-def start_reply(port: int, tenant_key: str, content: str = "Explain streaming, please?") -> tuple[str, str]:
-    status, created = request(port, "POST", "/api/v1/sessions", {"tenant": tenant_key})
-    assert status == 201
-    status, accepted = request(
-        port,
-        "POST",
-        f"/api/v1/sessions/{created['id']}/messages",
-        {"content": content, "mode": "poll"},
-        created["token"],
-    )
-    assert status == 202, accepted
-    return accepted["id"], created["token"]
-
-
-def open_stream(port: int, message_id: str, token: str, last_event_id: int | None = None) -> http.client.HTTPResponse:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-    headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {token}"}
-    if last_event_id is not None:
-        headers["Last-Event-ID"] = str(last_event_id)
-    conn.request("GET", f"/api/v1/messages/{message_id}/stream", headers=headers)
-    return conn.getresponse()
-
-
-def read_frames(
-    response: http.client.HTTPResponse, *, stop_after: int | None = None, stop_at: str | None = None
-) -> bytes:
-    """Read SSE bytes until the stream ends, or until ``stop_after`` events (or an event of type ``stop_at``) have
-    arrived; then drop the connection, as a flaky network would."""
-    raw = b""
-    while True:
-        chunk = response.read1(65536)
-        if not chunk:
-            return raw
-        raw += chunk
-        whole = raw.rsplit(b"\n\n", 1)[0] + b"\n\n"
-        events = parse_sse(whole)
-        if (stop_after is not None and len(events) >= stop_after) or any(e.event == stop_at for e in events):
-            response.close()
-            return whole
 
 
 def test_sse_through_daphne_sends_headers_at_once_and_resumes_after_a_drop(server: Server, tenant: Any) -> None:
