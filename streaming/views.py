@@ -131,19 +131,29 @@ async def message_detail(request: HttpRequest, message_id: str) -> HttpResponseB
     return JsonResponse(body)
 
 
-async def _viewer_joined(message: Message) -> None:
+async def _viewer_joined(message: Message) -> bool:
+    """Count one more viewer of the reply; False if the cache (Redis) is away, and then the stream is not counted."""
     key = f"brook:viewers:{message.id.hex}"
-    await cache.aadd(key, 0, timeout=3600)
-    await cache.aincr(key)
+    try:
+        await cache.aadd(key, 0, timeout=3600)
+        await cache.aincr(key)
+    except Exception:
+        logger.warning("Could not count a viewer of reply %s; leaving will not cancel it", message.id, exc_info=True)
+        return False
+    return True
 
 
 async def _viewer_left(message: Message) -> None:
-    """With ``cancel_on_disconnect``, the last viewer leaving a running reply cancels it."""
+    """With ``cancel_on_disconnect``, the last viewer leaving a running reply cancels it. If the count is gone (a
+    Redis restart forgot it) nobody is known to watch any more, so the reply is cancelled; if Redis is away, not."""
     key = f"brook:viewers:{message.id.hex}"
     try:
         remaining = await cache.adecr(key)
     except ValueError:
         remaining = 0
+    except Exception:
+        logger.warning("Could not count a viewer leaving reply %s; not cancelling it", message.id, exc_info=True)
+        return
     if remaining <= 0:
         logger.info("Last viewer left reply %s; cancelling it (tenant setting)", message.id)
         await runner.cancel(message.id)
@@ -163,9 +173,7 @@ def stream_slot(session: ChatSession) -> StreamSlot:
 async def _sse_body(message: Message, after: int, slot: StreamSlot) -> AsyncIterator[bytes]:
     async with holding(slot):
         yield SSE_PREAMBLE  # headers leave now, before the model's first token
-        watch = message.session.tenant.cancel_on_disconnect
-        if watch:
-            await _viewer_joined(message)
+        watch = message.session.tenant.cancel_on_disconnect and await _viewer_joined(message)
         finished = False
         try:
             visibility = message.session.tenant.thought_visibility

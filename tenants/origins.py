@@ -8,11 +8,16 @@ is left to the token checks; Brook's own pages are same-origin and always allowe
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
 from config.errors import ApiError, ErrorCode
 from tenants.models import Tenant, normalize_origin
+
+logger = logging.getLogger(__name__)
 
 ANY_TENANT_CACHE_SECONDS = 30
 _ANY_TENANT_KEY = "brook:origins:any"
@@ -48,15 +53,23 @@ def any_tenant_allows(origin: str) -> bool:
     found = canonical(origin)
     if found is None:
         return False
-    origins: set[str] | None = cache.get(_ANY_TENANT_KEY)
+    try:
+        origins: set[str] | None = cache.get(_ANY_TENANT_KEY)
+    except Exception:  # Redis away: answer from the database, uncached
+        logger.warning("Origin cache unavailable; reading allowed origins from the database", exc_info=True)
+        origins = None
     if origins is None:
         origins = set()
         for allowed in Tenant.objects.filter(is_active=True).values_list("allowed_origins", flat=True):
             origins.update(allowed)
-        cache.set(_ANY_TENANT_KEY, origins, timeout=ANY_TENANT_CACHE_SECONDS)
+        with contextlib.suppress(Exception):
+            cache.set(_ANY_TENANT_KEY, origins, timeout=ANY_TENANT_CACHE_SECONDS)
     return found in origins
 
 
 def origins_changed() -> None:
     """Forget the cached union of origins (tenant writes call this after commit)."""
-    cache.delete(_ANY_TENANT_KEY)
+    try:
+        cache.delete(_ANY_TENANT_KEY)
+    except Exception:  # Redis away; the cached union lapses within ANY_TENANT_CACHE_SECONDS anyway
+        logger.warning("Could not clear the origin cache", exc_info=True)

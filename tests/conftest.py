@@ -47,6 +47,17 @@ def fresh_limits() -> None:
 
 
 @pytest.fixture
+def cache_away(settings: Settings) -> None:
+    """Django's cache points at a Redis that nobody listens on: every cache call fails, as in a Redis outage."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        }
+    }
+
+
+@pytest.fixture
 def tenant(db: None) -> Tenant:
     return tenant_create(
         name="Acme Shop",

@@ -408,3 +408,12 @@ async def test_a_websocket_from_an_allowed_origin_same_origin_or_no_browser_conn
 
     assert error is None
     await socket.disconnect()
+
+
+def test_a_preflight_is_answered_from_the_database_while_the_cache_is_away(
+    api: APIClient, tenant: Tenant, cache_away: None
+) -> None:
+    response = preflight(api, "/api/v1/sessions", ALLOWED)
+
+    assert response.status_code == 204
+    assert_readable_by(response, ALLOWED)

@@ -114,6 +114,24 @@ async def test_sse_streams_the_whole_log_and_ends(session: SessionInfo) -> None:
     assert [(e.id, e.event) for e in events] == [(seq, kind) for seq, kind, _ in stored]
 
 
+async def test_sse_streams_while_the_cache_is_away_with_cancel_on_disconnect(
+    session: SessionInfo, tenant: Tenant, cache_away: None
+) -> None:
+    """A Redis outage: the viewer count that ``cancel_on_disconnect`` keeps cannot be kept; the stream is served
+    uncounted instead of failing."""
+    await Tenant.objects.filter(pk=tenant.pk).aupdate(cancel_on_disconnect=True)
+    client = AsyncClient()
+    reply_id = await start_poll(client, session)
+
+    response = await client.get(f"/api/v1/messages/{reply_id}/stream", {"token": session.stream_token})
+    raw = await read_body(response)
+
+    assert response.status_code == 200
+    events = parse_sse(raw)
+    assert_whole_log([e.id for e in events], [e.event for e in events])
+    assert events[-1].event == "message.completed"
+
+
 async def test_sse_resumes_after_last_event_id_from_header_or_query(session: SessionInfo) -> None:
     client = AsyncClient()
     reply_id = await start_poll(client, session)
