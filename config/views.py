@@ -68,13 +68,17 @@ READINESS_CHECKS = {
     "cache": _cache_round_trip,
     "channel_layer": async_to_sync(_channel_layer_round_trip),
 }
+# Without these a worker still serves (degraded): streams read the database, limits fail open (docs/operations.md,
+# "Failures"). Answering 503 for them would take every worker out of the balancer at once for a shared Redis outage.
+DEGRADED_ONLY = frozenset({"cache", "channel_layer"})
 
 
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """200 when this worker can serve: the database answers with every migration applied, and the cache and the
-    channel layer (Redis when configured) round-trip; 503 naming what failed. For load balancers' readiness probes;
-    ``/healthz`` is the liveness probe."""
+    """Whether this worker can serve, for load balancers' readiness probes (``/healthz`` is the liveness probe).
+
+    503 naming what failed when the database does not answer or has migrations pending; 200 ``"degraded"`` naming
+    the check when only the cache or the channel layer (Redis) fails; 200 ``"ready"`` when all round-trip."""
     checks: dict[str, str] = {}
     for name, check in READINESS_CHECKS.items():
         try:
@@ -84,8 +88,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
             checks[name] = "failed"
         else:
             checks[name] = "ok"
-    if any(state != "ok" for state in checks.values()):
-        failed = ", ".join(name for name, state in checks.items() if state != "ok")
-        body = error_body(ErrorCode.UNHEALTHY, f"Not ready: {failed}.", {"checks": checks})
+    failed = [name for name, state in checks.items() if state != "ok"]
+    if set(failed) - DEGRADED_ONLY:
+        body = error_body(ErrorCode.UNHEALTHY, f"Not ready: {', '.join(failed)}.", {"checks": checks})
         return JsonResponse(body, status=503)
-    return JsonResponse({"status": "ready", "checks": checks})
+    return JsonResponse({"status": "degraded" if failed else "ready", "checks": checks})

@@ -251,7 +251,7 @@ class Stack:
                 if get(port, "/readyz") == 200:
                     return
             except OSError:
-                pass
+                pass  # not listening yet
             time.sleep(0.1)
         raise StackError(f"{name} was not ready on port {port} within {timeout:.0f} s")
 
