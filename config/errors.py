@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -65,6 +66,7 @@ class ErrorCode(StrEnum):
     PROVIDER_UNREACHABLE = "PROVIDER_UNREACHABLE"
     PROVIDER_BAD_RESPONSE = "PROVIDER_BAD_RESPONSE"
     UNHEALTHY = "UNHEALTHY"
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -137,6 +139,14 @@ _DRF_CODES: list[tuple[type[exceptions.APIException], ErrorCode]] = [
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's exception handler, rewritten into Brook's ``{"code", "message"}`` body."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.error("Database unavailable: %s", exc)
+        exc = ApiError(
+            ErrorCode.DATABASE_UNAVAILABLE,
+            "Brook cannot reach its database right now. Try again shortly.",
+            status_code=503,
+            retry_after=5,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

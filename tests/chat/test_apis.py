@@ -8,7 +8,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
@@ -392,3 +392,13 @@ def test_a_reply_over_the_tenants_time_limit_fails_with_stream_004(
     assert stored.status == MessageStatus.FAILED
     assert stored.finished_at is not None
     assert stored.finished_at - stored.created_at < timedelta(seconds=10)
+
+
+def test_a_database_outage_is_a_503_with_retry_after_not_a_500(api: APIClient, tenant: Tenant) -> None:
+    with mock.patch("chat.services.session_create", side_effect=OperationalError("connection refused")):
+        response = api.post("/api/v1/sessions", {"tenant": tenant.public_key}, format="json")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "DATABASE_UNAVAILABLE"
+    assert response["Retry-After"] == "5"
+    assert "connection refused" not in response.content.decode()
