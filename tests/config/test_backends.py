@@ -24,7 +24,7 @@ def test_the_cache_is_redis_exactly_when_redis_url_is_set() -> None:
 def test_the_channel_layer_delivers_a_group_message() -> None:
     layer = get_channel_layer()
     assert layer is not None
-    expected = "RedisChannelLayer" if settings.REDIS_URL else "InMemoryChannelLayer"
+    expected = "ResilientRedisChannelLayer" if settings.REDIS_URL else "InMemoryChannelLayer"
     assert type(layer).__name__ == expected
 
     async def round_trip() -> dict[str, object]:
