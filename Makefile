@@ -81,3 +81,7 @@ bench-limits: $(VENV)/.dev-installed
 # make bench-widget: the widget on a 10,000-token reply in Debian's Chromium: JS heap and long tasks (seed 001).
 bench-widget: $(VENV)/.dev-installed
 	$(PY) bench/widget.py
+
+# make bench-servers: Daphne vs uvicorn as one worker behind nginx (deploy/stack.py, PostgreSQL): requests, SSE, memory.
+bench-servers: $(VENV)/.dev-installed
+	$(PY) bench/servers.py

@@ -293,7 +293,8 @@ class Stack:
                 if get(self.config.port, "/healthz") == 200:
                     return
             except OSError:
-                time.sleep(0.05)
+                pass  # not listening yet
+            time.sleep(0.05)
         raise StackError(f"nginx did not answer on port {self.config.port}; see {self.state}/logs/nginx-error.log")
 
     # --- Stopping ---------------------------------------------------------------------------------------------------
@@ -386,7 +387,7 @@ def ensure_database(url: str) -> None:
 def config_from_env(environ: dict[str, str] | None = None) -> StackConfig:
     """``make run-prod``'s settings (docs/operations.md, "make run-prod")."""
     environ = dict(os.environ if environ is None else environ)
-    server = environ.get("BROOK_PROD_SERVER", "daphne")
+    server = environ.get("BROOK_PROD_SERVER", "uvicorn")
     if server not in SERVERS:
         raise StackError(f"BROOK_PROD_SERVER={server!r}; use one of: {', '.join(SERVERS)}.")
     return StackConfig(
