@@ -66,7 +66,7 @@ import uvicorn  # noqa: E402
 
 django.setup()
 
-from deploy.stack import NGINX, Stack, StackConfig  # noqa: E402
+from deploy.stack import NGINX, Stack, StackConfig, free_ports  # noqa: E402
 from tenants.models import Agent, Tenant  # noqa: E402
 from tenants.services import tenant_create, tenant_update  # noqa: E402
 
@@ -453,17 +453,6 @@ def idle_streams(stack: Stack, tenant_key: str) -> dict[str, float]:
 
 
 # --- Setup ----------------------------------------------------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 def ensure_tenant(public_key: str, **fields: Any) -> Tenant:

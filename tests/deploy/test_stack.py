@@ -28,7 +28,7 @@ from websockets.typing import Origin
 
 from chat.models import Message, MessageStatus
 from config.errors import ErrorCode
-from deploy.stack import ROOT, Stack, StackConfig, _alive, config_from_env
+from deploy.stack import ROOT, Stack, StackConfig, _alive, config_from_env, free_ports
 from tenants.services import tenant_update
 from tests.conftest import database_url, request
 from tests.streaming.conftest import SseEvent, assert_whole_log, open_stream, parse_sse, read_frames
@@ -44,17 +44,6 @@ WORKER_ENV = {
     "BROOK_LEASE_SECONDS": "4",
     "BROOK_SWEEP_SECONDS": "1",
 }
-
-
-def free_ports(count: int) -> list[int]:
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 @pytest.fixture(scope="module")
