@@ -7,30 +7,17 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import models
 
 from tenants.models import Agent, ChangeSource, Tenant
 from tenants.services import EDITABLE_FIELDS, tenant_create, tenant_update
 
+# How `set KEY field=value` parses a value: read off the model, so a new field needs no edit here.
 _BOOLEAN_FIELDS = {
-    "is_active",
-    "streaming_enabled",
-    "cancel_on_disconnect",
-    "llm_tools_enabled",
-    "llm_reasoning_starts_open",
+    f.name for f in Tenant._meta.concrete_fields if isinstance(f, models.BooleanField) and f.name in EDITABLE_FIELDS
 }
 _INTEGER_FIELDS = {
-    "streaming_percentage",
-    "messages_per_minute",
-    "tenant_messages_per_minute",
-    "sessions_per_ip_per_minute",
-    "max_streams_per_session",
-    "max_concurrent_streams",
-    "max_stream_seconds",
-    "max_message_length",
-    "log_retention_days",
-    "retention_days",
-    "llm_max_tokens",
-    "llm_thinking_budget",
+    f.name for f in Tenant._meta.concrete_fields if isinstance(f, models.IntegerField) and f.name in EDITABLE_FIELDS
 }
 
 
