@@ -7,6 +7,7 @@ A bad value stops start-up with ``ImproperlyConfigured`` naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tempfile
 from pathlib import Path
@@ -74,7 +75,8 @@ def _database(url: str) -> dict[str, Any]:
             f"DATABASE_URL has scheme {scheme!r}; Brook supports sqlite:///path and postgres://user@host:port/name."
         )
     config: dict[str, Any] = env.db_url_config(url)
-    # Runners and streams call the database from long-lived threads: keep connections, check them before use.
+    # Runners and streams call the database from a few long-lived threads (streaming/db.py): keep their
+    # connections, check them before use.
     config["CONN_MAX_AGE"] = _int("DATABASE_CONN_MAX_AGE", 60)
     config["CONN_HEALTH_CHECKS"] = True
     if scheme == "sqlite":
@@ -90,7 +92,32 @@ def _database(url: str) -> dict[str, Any]:
     else:
         if not config.get("NAME"):
             raise ImproperlyConfigured("DATABASE_URL names no database, e.g. postgres://postgres@127.0.0.1:5432/brook.")
+        # Under ASGI each request to a sync view runs in a thread of its own: a pool bounds the process's
+        # connections and lends them out per request and per streaming/db.py call (0 = no pool, persistent
+        # connections per thread as CONN_MAX_AGE says). Pooled connections are not persistent ones.
+        pool_size = _int("DATABASE_POOL_MAX_SIZE", 20, maximum=1000)
+        if pool_size:
+            config["CONN_MAX_AGE"] = 0
+            config["OPTIONS"] = {
+                "pool": {
+                    "min_size": min(2, pool_size),
+                    "max_size": pool_size,
+                    "timeout": _float("DATABASE_POOL_TIMEOUT", 10.0, minimum=0.1),
+                }
+            }
     return config
+
+
+def _networks(name: str, default: str) -> list[str]:
+    """A comma-separated list of networks (``10.0.0.0/8``) or addresses; a bad entry stops the start."""
+    raw = os.environ.get(name)
+    entries = [part.strip() for part in (default if raw is None else raw).split(",") if part.strip()]
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {entry!r} is not a network or an address.") from None
+    return entries
 
 
 def _redis_url(raw: str | None) -> str | None:
@@ -239,6 +266,10 @@ BROOK_SESSION_TOKEN_TTL = _int("BROOK_SESSION_TOKEN_TTL", 7 * 24 * 3600, minimum
 # Reverse proxies in front of Brook that append to X-Forwarded-For (nginx: 1); 0 trusts only the socket's address.
 # Per-IP limits use the address this many hops from the right of X-Forwarded-For.
 BROOK_PROXY_HOPS = _int("BROOK_PROXY_HOPS", 0, maximum=5)
+# Who may read /metrics (docs/metrics.md): clients in these networks (the address BROOK_PROXY_HOPS picks), or any
+# client with "Authorization: Bearer <BROOK_METRICS_TOKEN>". Empty networks and no token: nobody.
+BROOK_METRICS_ALLOWED_NETWORKS = _networks("BROOK_METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1")
+BROOK_METRICS_TOKEN = os.environ.get("BROOK_METRICS_TOKEN", "")
 # How long a stream token (the only token accepted in a URL: EventSource, WebSocket) stays valid (seconds).
 BROOK_STREAM_TOKEN_TTL = _int("BROOK_STREAM_TOKEN_TTL", 300, minimum=10, maximum=3600)
 
@@ -247,6 +278,9 @@ BROOK_DEMO_TOKENS_PER_SECOND = _float("BROOK_DEMO_TOKENS_PER_SECOND", 40.0)
 BROOK_DEMO_STEP_SECONDS = _float("BROOK_DEMO_STEP_SECONDS", 0.4)
 
 # The event log and live delivery (docs/delivery.md).
+# Threads that run every runner's, stream's and long poll's database calls in one worker (streaming/db.py); 0 runs
+# them on the caller's sync thread (tests that keep their data in the test's transaction).
+BROOK_DB_THREADS = _int("BROOK_DB_THREADS", 8, maximum=256)
 # Coalescing window for token deltas: the first delta of a burst is written at once, the rest every this many ms.
 BROOK_DELTA_FLUSH_MS = _int("BROOK_DELTA_FLUSH_MS", 300, minimum=0, maximum=5000)
 # A running reply's lease; a worker renews it every lease/2.5 s, and the sweeper ends replies whose lease lapsed.

@@ -1,22 +1,43 @@
-"""Database calls from async code: ``db(fn)(...)`` runs ``fn`` in a thread, as Channels' database_sync_to_async.
+"""Database calls from async code: ``db(fn)(...)`` runs ``fn`` on Brook's database threads (docs/operations.md).
 
-Like Channels, it drops connections that are broken or past CONN_MAX_AGE before the call, because a runner's
-thread lives far longer than a request (Channels also checks after; once per call is enough and saves a round trip
-on every write of a stream). Unlike it, it leaves alone a connection inside a transaction (a
-test's, or a caller's), which closing would break.
+Every runner, stream and long poll of a worker shares one small pool of threads (``BROOK_DB_THREADS``), so an open
+stream holds no thread and no connection of its own while it waits: a worker's database connections are bounded by
+that pool (plus the request threads of its sync views), not by how many streams are open.
+
+Connections are per thread, as everywhere in Django. Before each call, connections that are broken or past
+CONN_MAX_AGE are dropped (Channels' database_sync_to_async does the same). On PostgreSQL with a connection pool
+(``DATABASE_POOL_MAX_SIZE``), the connection goes back to the pool after each call, so the request threads share it.
+A connection inside a transaction (a test's, or a caller's) is left alone: closing it would break the transaction.
+``BROOK_DB_THREADS=0`` runs the calls thread-sensitively instead, on the caller's sync thread, which tests that keep
+their data in an uncommitted transaction need.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connections
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def executor() -> ThreadPoolExecutor:
+    """This process's database threads, started on first use."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=settings.BROOK_DB_THREADS, thread_name_prefix="brook-db")
+        return _executor
 
 
 def _drop_obsolete_connections() -> None:
@@ -25,10 +46,21 @@ def _drop_obsolete_connections() -> None:
             conn.close_if_unusable_or_obsolete()
 
 
+def _return_pooled_connections() -> None:
+    for conn in connections.all(initialized_only=True):
+        if getattr(conn, "pool", None) is not None and not conn.in_atomic_block:
+            conn.close()  # back to the pool
+
+
 def db(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
         _drop_obsolete_connections()
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _return_pooled_connections()
 
-    return sync_to_async(call, thread_sensitive=True)
+    if settings.BROOK_DB_THREADS == 0:  # tests whose data sits in the test thread's transaction (tests/conftest.py)
+        return sync_to_async(call, thread_sensitive=True)
+    return sync_to_async(call, thread_sensitive=False, executor=executor())

@@ -40,6 +40,19 @@ def fast_demo_agent(settings: Settings) -> None:
 
 
 @pytest.fixture(autouse=True)
+def database_threads(request: pytest.FixtureRequest, settings: Settings) -> None:
+    """Database calls from async code run on Brook's shared threads (streaming/db.py) in transactional tests, as in
+    production. A test whose data sits in its own uncommitted transaction runs them on its thread instead: another
+    thread's connection would not see that data."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or (
+        marker is not None and marker.kwargs.get("transaction", False)
+    )
+    if not transactional:
+        settings.BROOK_DB_THREADS = 0
+
+
+@pytest.fixture(autouse=True)
 def fresh_limits() -> None:
     """Each test starts with no rate counted and no stream open: the cache (Redis in CI) and the stream slots."""
     cache.clear()

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from chat import services as chat_services
 from chat.models import ChatSession
 from streaming import fanout, services
+from streaming.db import db
 from streaming.delivery import Heartbeat, follow
 from streaming.events import EventType, LoggedEvent
 from tenants.models import Tenant
@@ -51,7 +52,7 @@ def test_follow_yields_exactly_the_stored_sequence(tenant: Tenant, data: st.Data
         consumer = asyncio.create_task(consume())
         await asyncio.sleep(0)
         for seq in range(stored_first + 1, TOTAL + 1):
-            written[seq] = await asyncio.to_thread(store, seq)
+            written[seq] = await db(store)(seq)
             for _ in range(copies[seq - 1]):
                 await fanout.publish([written[seq]], session_id=session.id)
             for old in replays:
