@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,6 +22,7 @@ from chat.models import (
 )
 from chat.selectors import reply_for_client_message
 from config.errors import ApiError, ErrorCode
+from streaming import metrics
 from streaming.events import EventType
 from streaming.fanout import publish_on_commit
 from streaming.services import CancelOutcome, log_append, reply_cancel
@@ -203,6 +205,9 @@ def fallback_report(
 ) -> FallbackReport:
     """Store a widget's report that it left one transport for another; its code follows from the reason."""
     rate_check(Rate("fallbacks", str(session.id), FALLBACKS_PER_MINUTE, "fallback reports from this conversation"))
+    transaction.on_commit(
+        functools.partial(metrics.record_fallback, tenant=session.tenant.slug, reason=reason, to_delivery=to_delivery)
+    )
     return FallbackReport.objects.create(
         tenant_id=session.tenant_id,
         session=session,

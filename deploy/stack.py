@@ -13,6 +13,7 @@ import argparse
 import http.client
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from prometheus_client import multiprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_TEMPLATE = Path(__file__).resolve().parent / "nginx.conf"
@@ -127,6 +130,10 @@ class Stack:
             path.write_text(secrets.token_urlsafe(50))
         return path.read_text().strip()
 
+    @property
+    def metrics_dir(self) -> Path:
+        return self.state / "metrics"
+
     def environment(self) -> dict[str, str]:
         """What every worker (and manage.py) of the stack runs with: production settings, behind one proxy."""
         port = self.config.port
@@ -143,6 +150,8 @@ class Stack:
             "STATIC_ROOT": str(self.state / "static"),
             "LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
+            # Every worker writes its metrics here; /metrics on any of them adds them all up (docs/metrics.md).
+            "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
             **self.config.env,
         }
 
@@ -153,6 +162,8 @@ class Stack:
             raise StackError(f"A stack is already running from {self.state} (make stop-prod stops it).")
         for folder in ("pids", "logs", "tmp"):
             (self.state / folder).mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)  # counters start again with the stack, as Prometheus wants
+        self.metrics_dir.mkdir()
         try:
             if self.config.redis_url is None:
                 self.start_redis()
@@ -248,6 +259,8 @@ class Stack:
         old = self._children.pop(f"worker-{index}", None)
         if old is not None:
             old.poll()
+            # A worker that died without exiting (kill -9) left its live gauges behind: they are not live any more.
+            multiprocess.mark_process_dead(old.pid, path=str(self.metrics_dir))  # type: ignore[no-untyped-call]
         self._spawn(f"worker-{index}", self.worker_command(index), self.environment())
         if wait:
             self.wait_ready(index)

@@ -26,7 +26,7 @@ from chat.models import ChatSession, Delivery, Message, MessageStatus
 from chat.serializers import TextField
 from chat.tokens import SessionCredential
 from config.errors import ApiError, ErrorCode
-from streaming import runner
+from streaming import metrics, runner
 from streaming.db import db
 from streaming.delivery import DEGRADED_RECHECK_SECONDS, Cursor, admit, stored_after
 from streaming.dispatch import send_message
@@ -90,6 +90,8 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         self.holding = holding(self.slot)
         await self.holding.__aenter__()
+        self.counted = metrics.active_stream(tenant=self.session.tenant.slug, transport="websocket")
+        self.counted.__enter__()
         self.cursors: dict[uuid.UUID, Cursor] = {}
         self.finished: set[uuid.UUID] = set()
         self.sending = asyncio.Lock()  # live events, rechecks and resumes advance the same cursors
@@ -111,6 +113,8 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.channel_layer.group_discard(self.group, self.channel_name)
         if hasattr(self, "holding"):
             await self.holding.__aexit__(None, None, None)
+        if hasattr(self, "counted"):
+            self.counted.__exit__(None, None, None)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not hasattr(self, "group"):

@@ -18,7 +18,7 @@ from typing import Any
 from django.utils import timezone
 
 from chat.models import MessageStatus, StepKind, StepStatus
-from streaming import services
+from streaming import metrics, services
 from streaming.agents.base import Emitter, Usage
 from streaming.db import db
 from streaming.events import DELTA_TYPES, EventType, LoggedEvent
@@ -48,8 +48,11 @@ class LogRecorder(Emitter):
         flush_interval: float,
         publish: Publish,
         visibility: str = ThoughtVisibility.FULL,
+        tenant: str = "",
+        delivery: str = "",
     ) -> None:
         self.reply_id = reply_id
+        self._metric_labels = {"tenant": tenant, "delivery": delivery}  # streaming/metrics.py
         # What the tenant lets the widget see: hidden parts are neither stored nor sent (streaming/visibility.py).
         self._keeps_steps = shows_steps(visibility)
         self._keeps_reasoning = shows_reasoning(visibility)
@@ -306,4 +309,14 @@ class LogRecorder(Emitter):
             self._next_seq += 1
             self.writes += 1
             await self._publish([event])
+            metrics.record_reply_ended(
+                **self._metric_labels,
+                outcome=status,
+                error_code=error_code,
+                duration_ms=duration_ms,
+                time_to_first_token_ms=self._first_token_ms,
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                completion_tokens=usage.completion_tokens if usage else None,
+                reasoning_tokens=usage.reasoning_tokens if usage else None,
+            )
         return event

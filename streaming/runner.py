@@ -22,7 +22,7 @@ from chat.models import Message, MessageStatus
 from chat.selectors import conversation_before
 from config.errors import ErrorCode
 from config.logs import log_context
-from streaming import fanout, services
+from streaming import fanout, metrics, services
 from streaming.agents import Turn, agent_for
 from streaming.agents.base import AgentError
 from streaming.db import db
@@ -105,13 +105,16 @@ async def _run_claimed(reply: Message, status_event: LoggedEvent) -> None:
         flush_interval=settings.BROOK_DELTA_FLUSH_MS / 1000,
         publish=publish,
         visibility=tenant.thought_visibility,
+        tenant=tenant.slug,
+        delivery=reply.delivery,
     )
     helpers = [
         asyncio.create_task(_listen_for_stop(reply_id, stop)),
         asyncio.create_task(_keep_lease(reply_id, stop, lost)),
     ]
     try:
-        await _drive(reply, recorder, stop, lost)
+        with metrics.active_reply(tenant=tenant.slug):
+            await _drive(reply, recorder, stop, lost)
     finally:
         _stops.pop(reply_id, None)
         for helper in helpers:

@@ -7,6 +7,7 @@ snapshots) in the same transaction, so the log and the rows never disagree. Sequ
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from django.utils import timezone
 
 from chat.models import ChatSession, Message, MessageStatus, StepStatus, ThoughtStep
 from config.errors import ErrorCode
+from streaming import metrics
 from streaming.events import EventType, LoggedEvent
 from streaming.models import Event
 from streaming.selectors import content_from_log
@@ -149,7 +151,28 @@ def reply_claim(*, reply_id: uuid.UUID, lease_seconds: float) -> tuple[Message, 
         (event,) = _insert(reply_id, seq, [(EventType.STATUS, {"status": MessageStatus.RUNNING})])
         reply.status = MessageStatus.RUNNING
         reply.started_at = now
+        transaction.on_commit(
+            functools.partial(metrics.record_reply_started, tenant=reply.session.tenant.slug, delivery=reply.delivery)
+        )
         return reply, event
+
+
+def _record_ended_on_commit(reply_id: uuid.UUID, outcome: str, *, error_code: str = "", now: datetime) -> None:
+    """Count a reply that ended outside its runner (cancelled while queued, interrupted by the sweeper)."""
+    tenant, delivery, started_at = Message.objects.values_list("session__tenant__slug", "delivery", "started_at").get(
+        id=reply_id
+    )
+    duration_ms = round((now - started_at).total_seconds() * 1000) if started_at else None
+    transaction.on_commit(
+        functools.partial(
+            metrics.record_reply_ended,
+            tenant=tenant,
+            delivery=delivery,
+            outcome=outcome,
+            error_code=error_code,
+            duration_ms=duration_ms,
+        )
+    )
 
 
 def reply_renew_lease(*, reply_id: uuid.UUID, lease_seconds: float) -> tuple[bool, bool]:
@@ -235,6 +258,7 @@ def reply_cancel(*, reply_id: uuid.UUID) -> tuple[CancelOutcome, list[LoggedEven
                     )
                 ],
             )
+            _record_ended_on_commit(reply_id, MessageStatus.CANCELLED, now=now)
             return CancelOutcome.CANCELLED, events
         Message.objects.filter(id=reply_id, status=MessageStatus.RUNNING, cancel_requested_at__isnull=True).update(
             cancel_requested_at=now
@@ -279,6 +303,7 @@ def reply_interrupt(*, reply_id: uuid.UUID, now: datetime) -> LoggedEvent | None
                     )
                 ],
             )
+            _record_ended_on_commit(reply_id, MessageStatus.INTERRUPTED, error_code=ErrorCode.RUN_INTERRUPTED, now=now)
     except IntegrityError:
         return None  # the runner is alive after all and wrote first; the next sweep looks again
     return event

@@ -23,7 +23,7 @@ from chat.selectors import message_get_with_steps
 from chat.serializers import MessageSerializer
 from chat.tokens import SessionCredential
 from config.errors import ApiError, ErrorCode
-from streaming import runner
+from streaming import metrics, runner
 from streaming.db import db
 from streaming.delivery import Heartbeat, follow, stored_after, wait_for_events
 from streaming.dispatch import send_message
@@ -114,7 +114,8 @@ async def message_detail(request: HttpRequest, message_id: str) -> HttpResponseB
         _check_cursor(message, after, last)
     events = await stored_after(message.id, after)
     if not events and wait > 0 and not message.is_finished:
-        events = await wait_for_events(message.id, after, wait)
+        with metrics.active_stream(tenant=message.session.tenant.slug, transport="long_poll"):
+            events = await wait_for_events(message.id, after, wait)
     visibility = message.session.tenant.thought_visibility
     body = await db(message_body)(message.id, visibility)
     cursor = events[-1].seq if events else after
@@ -171,23 +172,24 @@ def stream_slot(session: ChatSession) -> StreamSlot:
 
 
 async def _sse_body(message: Message, after: int, slot: StreamSlot) -> AsyncIterator[bytes]:
-    async with holding(slot):
-        yield SSE_PREAMBLE  # headers leave now, before the model's first token
-        watch = message.session.tenant.cancel_on_disconnect and await _viewer_joined(message)
-        finished = False
-        try:
-            visibility = message.session.tenant.thought_visibility
-            async for item in follow(message.id, after):
-                if isinstance(item, Heartbeat):
-                    yield SSE_HEARTBEAT
-                    continue
-                shown = redact_event(item, visibility)
-                if shown is not None:
-                    yield shown.sse()
-                finished = item.is_terminal
-        finally:
-            if watch and not finished:
-                await _viewer_left(message)
+    with metrics.active_stream(tenant=message.session.tenant.slug, transport="sse"):
+        async with holding(slot):
+            yield SSE_PREAMBLE  # headers leave now, before the model's first token
+            watch = message.session.tenant.cancel_on_disconnect and await _viewer_joined(message)
+            finished = False
+            try:
+                visibility = message.session.tenant.thought_visibility
+                async for item in follow(message.id, after):
+                    if isinstance(item, Heartbeat):
+                        yield SSE_HEARTBEAT
+                        continue
+                    shown = redact_event(item, visibility)
+                    if shown is not None:
+                        yield shown.sse()
+                    finished = item.is_terminal
+            finally:
+                if watch and not finished:
+                    await _viewer_left(message)
 
 
 async def astream_slot(session: ChatSession) -> StreamSlot:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import redis
 from django.db import connection
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 from websockets.typing import Origin
 
@@ -277,6 +278,54 @@ def test_a_websocket_on_a_receives_the_events_of_a_reply_running_on_b(stack: Sta
     assert reply.status == MessageStatus.COMPLETED
     assert {e["message_id"] for e in events} == {message_id}
     assert_socket_log_whole(events, reply)
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics of one worker (or of nginx's pick), as {(sample name, sorted labels): value}."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    response = conn.getresponse()
+    body = response.read().decode()
+    conn.close()
+    assert response.status == 200, body
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+
+
+def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    return sum(
+        value for (sample, have), value in samples.items() if sample == name and set(labels.items()) <= set(have)
+    )
+
+
+def test_metrics_add_up_every_worker_whichever_answers(stack: Stack, tenant: Any) -> None:
+    ports = [stack.config.port, stack.worker_port(A), stack.worker_port(B)]
+    ended_name, streams = "brook_replies_ended_total", "brook_active_streams"
+    before = [total(scrape(port), ended_name, tenant=tenant.slug, outcome="completed") for port in ports]
+    sessions = [new_session(stack.worker_port(worker), tenant)[1] for worker in (A, B)]
+
+    replies = [send(stack.worker_port(worker), sessions[worker], "Hi") for worker in (A, B)]  # one runs on each
+    for reply_id in replies:
+        assert ended(reply_id).status == MessageStatus.COMPLETED
+    # A stream open on A is an active stream in every worker's answer.
+    running = send(stack.worker_port(A), sessions[A])
+    reader = SseReader(open_stream(stack.worker_port(A), running, sessions[A]["token"]))
+    reader.read_until("text.delta")
+    open_counts = [total(scrape(port), streams, tenant=tenant.slug, transport="sse") for port in ports]
+    reader.read_until()
+    reader.response.close()
+    after = [total(scrape(port), ended_name, tenant=tenant.slug, outcome="completed") for port in ports]
+
+    assert [later - earlier for earlier, later in zip(before, after, strict=True)] == [3, 3, 3]
+    assert open_counts == [1, 1, 1]
+    deadline = time.monotonic() + 5
+    while total(scrape(stack.worker_port(B)), streams, tenant=tenant.slug) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert total(scrape(stack.worker_port(B)), streams, tenant=tenant.slug) == 0
 
 
 def test_per_ip_limits_hold_through_nginx_whichever_worker_answers(stack: Stack, tenant: Any) -> None:
