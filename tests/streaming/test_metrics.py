@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 from unittest import mock
 
@@ -136,7 +137,7 @@ def test_a_reply_cancelled_while_queued_and_one_interrupted_are_counted(tenant: 
     crashed = queued_reply(tenant)
     assert services.reply_claim(reply_id=crashed.id, lease_seconds=0.001) is not None
 
-    assert services.reply_interrupt(reply_id=crashed.id, now=timezone.now() + timezone.timedelta(seconds=1))
+    assert services.reply_interrupt(reply_id=crashed.id, now=timezone.now() + timedelta(seconds=1))
 
     assert c.delta("brook_replies_ended_total", tenant=slug, delivery="batch", outcome="cancelled") == 1
     assert c.delta("brook_replies_ended_total", tenant=slug, delivery="batch", outcome="interrupted") == 1
