@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import AsyncToSync, SyncToAsync, sync_to_async
 from django.conf import settings
 from django.db import connections
 
@@ -64,3 +64,33 @@ def db(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     if settings.BROOK_DB_THREADS == 0:  # tests whose data sits in the test thread's transaction (tests/conftest.py)
         return sync_to_async(call, thread_sensitive=True)
     return sync_to_async(call, thread_sensitive=False, executor=executor())
+
+
+def _close_request_connections() -> None:
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()
+
+
+async def release_request_thread() -> None:
+    """Let a long-lived response (an SSE stream, a long poll) wait without a thread of its own.
+
+    Django runs each ASGI request's sync work in a thread of the request's own (asgiref's ThreadSensitiveContext),
+    which lives as long as the request: an hour-long stream would keep an idle thread (about 20 KiB, and its
+    connection if a sync view opened one) all that time. Once the response only waits on the event loop, this closes
+    that thread's connections (back to the pool) and lets the thread end. Anything thread-sensitive later in the
+    request (Django's request_finished signal) gets a fresh thread. Outside a request's own context (tests, a caller's
+    sync thread) it does nothing.
+    """
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    executors: dict[object, object] | None = getattr(SyncToAsync, "context_to_thread_executor", None)
+    if context is None or executors is None or getattr(context, "_executor", None) is not None:
+        return  # no request context, an asgiref without per-context executors, or an executor its caller owns
+    if getattr(AsyncToSync.executors, "current", None) is not None:
+        return  # thread-sensitive calls go to an outer sync thread (async_to_sync): not the request's to end
+    if context not in executors:
+        return  # no thread was started for this request
+    await sync_to_async(_close_request_connections)()
+    executor = executors.pop(context, None)
+    if isinstance(executor, ThreadPoolExecutor):
+        executor.shutdown(wait=False)

@@ -106,13 +106,15 @@ async def follow(
                     return
             if len(batch) < PAGE:
                 break
+        del batch  # an idle stream keeps nothing it has sent
         quiet_since = time.monotonic()
         last_check = quiet_since
         while True:
             every = min(recheck, DEGRADED_RECHECK_SECONDS) if getattr(layer, "degraded", False) else recheck
             wait = min(heartbeat - (time.monotonic() - quiet_since), every - (time.monotonic() - last_check))
             try:
-                message = await asyncio.wait_for(layer.receive(channel), timeout=max(wait, 0.01))
+                async with asyncio.timeout(max(wait, 0.01)):  # in this task: wait_for would start one per wait
+                    message = await layer.receive(channel)
             except TimeoutError:
                 now = time.monotonic()
                 if now - last_check >= every:

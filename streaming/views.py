@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -24,7 +26,7 @@ from chat.serializers import MessageSerializer
 from chat.tokens import SessionCredential
 from config.errors import ApiError, ErrorCode
 from streaming import metrics, runner
-from streaming.db import db
+from streaming.db import db, release_request_thread
 from streaming.delivery import Heartbeat, follow, stored_after, wait_for_events
 from streaming.dispatch import send_message
 from streaming.selectors import fill_live_content, log_last_seq
@@ -115,6 +117,7 @@ async def message_detail(request: HttpRequest, message_id: str) -> HttpResponseB
     events = await stored_after(message.id, after)
     if not events and wait > 0 and not message.is_finished:
         with metrics.active_stream(tenant=message.session.tenant.slug, transport="long_poll"):
+            await release_request_thread()
             events = await wait_for_events(message.id, after, wait)
     visibility = message.session.tenant.thought_visibility
     body = await db(message_body)(message.id, visibility)
@@ -132,32 +135,32 @@ async def message_detail(request: HttpRequest, message_id: str) -> HttpResponseB
     return JsonResponse(body)
 
 
-async def _viewer_joined(message: Message) -> bool:
+async def _viewer_joined(message_id: uuid.UUID) -> bool:
     """Count one more viewer of the reply; False if the cache (Redis) is away, and then the stream is not counted."""
-    key = f"brook:viewers:{message.id.hex}"
+    key = f"brook:viewers:{message_id.hex}"
     try:
         await cache.aadd(key, 0, timeout=3600)
         await cache.aincr(key)
     except Exception:
-        logger.warning("Could not count a viewer of reply %s; leaving will not cancel it", message.id, exc_info=True)
+        logger.warning("Could not count a viewer of reply %s; leaving will not cancel it", message_id, exc_info=True)
         return False
     return True
 
 
-async def _viewer_left(message: Message) -> None:
+async def _viewer_left(message_id: uuid.UUID) -> None:
     """With ``cancel_on_disconnect``, the last viewer leaving a running reply cancels it. If the count is gone (a
     Redis restart forgot it) nobody is known to watch any more, so the reply is cancelled; if Redis is away, not."""
-    key = f"brook:viewers:{message.id.hex}"
+    key = f"brook:viewers:{message_id.hex}"
     try:
         remaining = await cache.adecr(key)
     except ValueError:
         remaining = 0
     except Exception:
-        logger.warning("Could not count a viewer leaving reply %s; not cancelling it", message.id, exc_info=True)
+        logger.warning("Could not count a viewer leaving reply %s; not cancelling it", message_id, exc_info=True)
         return
     if remaining <= 0:
-        logger.info("Last viewer left reply %s; cancelling it (tenant setting)", message.id)
-        await runner.cancel(message.id)
+        logger.info("Last viewer left reply %s; cancelling it (tenant setting)", message_id)
+        await runner.cancel(message_id)
 
 
 def stream_slot(session: ChatSession) -> StreamSlot:
@@ -171,25 +174,41 @@ def stream_slot(session: ChatSession) -> StreamSlot:
     )
 
 
-async def _sse_body(message: Message, after: int, slot: StreamSlot) -> AsyncIterator[bytes]:
-    with metrics.active_stream(tenant=message.session.tenant.slug, transport="sse"):
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """What an open stream keeps of its message while it waits: a few values, not the message, session and tenant
+    rows (an idle stream's memory is mostly what it holds on to; docs/benchmarks.md)."""
+
+    message_id: uuid.UUID
+    tenant: str
+    visibility: str
+    cancel_on_disconnect: bool
+
+    @classmethod
+    def of(cls, message: Message) -> _Stream:
+        tenant = message.session.tenant
+        return cls(message.id, tenant.slug, tenant.thought_visibility, tenant.cancel_on_disconnect)
+
+
+async def _sse_body(stream: _Stream, after: int, slot: StreamSlot) -> AsyncIterator[bytes]:
+    with metrics.active_stream(tenant=stream.tenant, transport="sse"):
         async with holding(slot):
             yield SSE_PREAMBLE  # headers leave now, before the model's first token
-            watch = message.session.tenant.cancel_on_disconnect and await _viewer_joined(message)
+            await release_request_thread()
+            watch = stream.cancel_on_disconnect and await _viewer_joined(stream.message_id)
             finished = False
             try:
-                visibility = message.session.tenant.thought_visibility
-                async for item in follow(message.id, after):
+                async for item in follow(stream.message_id, after):
                     if isinstance(item, Heartbeat):
                         yield SSE_HEARTBEAT
                         continue
-                    shown = redact_event(item, visibility)
+                    shown = redact_event(item, stream.visibility)
                     if shown is not None:
                         yield shown.sse()
                     finished = item.is_terminal
             finally:
                 if watch and not finished:
-                    await _viewer_left(message)
+                    await _viewer_left(stream.message_id)
 
 
 async def astream_slot(session: ChatSession) -> StreamSlot:
@@ -212,7 +231,7 @@ async def sse_response(message: Message, after: int, *, slot: StreamSlot | None 
         last = await db(log_last_seq)(message_id=message.id)
         _check_cursor(message, after, last)
         if not (message.is_finished and after >= last):
-            body = _sse_body(message, after, slot or await astream_slot(message.session))
+            body = _sse_body(_Stream.of(message), after, slot or await astream_slot(message.session))
             slot = None  # the stream owns it now
     finally:
         if slot is not None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from chat.models import Message, MessageStatus
 from tenants.services import tenant_update
@@ -141,3 +143,49 @@ def test_an_admin_change_reaches_every_worker_for_the_next_session(server: Serve
 
     assert before[1]["delivery"] == "stream"
     assert after[1]["delivery"] == again[1]["delivery"] == "poll"
+
+
+def threads_of_server_on(port: int) -> int:
+    """Threads of the Daphne process listening on ``port`` (found by its command line)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"daphne" in b" ".join(argv) and str(port).encode() in argv:
+            return len(list((proc / "task").iterdir()))
+    raise AssertionError(f"no Daphne process on port {port}")
+
+
+def test_open_streams_hold_no_thread_or_database_connection_each(server: Server, tenant: Any) -> None:
+    tenant_update(tenant=tenant, max_streams_per_session=40)
+    port = server(BROOK_DEMO_STEP_SECONDS="60")  # the reply sits in its first step: its streams only wait
+    message_id, token = start_reply(port, tenant.public_key)
+    first = open_stream(port, message_id, token)
+    first.read1(65536)
+    threads_before, connections_before = threads_of_server_on(port), database_connections()
+
+    streams = [open_stream(port, message_id, token) for _ in range(30)]
+    for stream in streams:
+        assert stream.read1(65536).startswith(b": connected")
+    time.sleep(0.5)
+
+    # Django would run each request's sync work in a thread of its own for the stream's whole life; the stream lets
+    # that thread go once it only waits (streaming/db.py, release_request_thread), and its reads share the pool.
+    assert threads_of_server_on(port) - threads_before < 5
+    connections_after = database_connections()
+    if connections_before is not None and connections_after is not None:
+        assert connections_after - connections_before < 5
+    for stream in [first, *streams]:
+        stream.close()
+
+
+def database_connections() -> int | None:
+    """Connections to the test database (PostgreSQL), or None on SQLite."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
