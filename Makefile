@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: run run-prod stop-prod test lint typecheck pytest install install-dev migrate clean bench-live bench-limits \
-	bench-widget bench-servers
+	bench-widget bench-servers bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,12 @@ bench-limits: $(VENV)/.dev-installed
 # make bench-widget: the widget on a 10,000-token reply in Debian's Chromium: JS heap and long tasks (seed 001).
 bench-widget: $(VENV)/.dev-installed
 	$(PY) bench/widget.py
+
+# make bench: Brook as a relay (issue 8's goals), Daphne and uvicorn stacks side by side: added time to first token,
+# tokens/s, idle streams, database writes per answer, stop and fan-out across workers. Rewrites docs/benchmarks.md's
+# generated section; `$(PY) bench/relay.py --quick` is a three-minute smoke run.
+bench: $(VENV)/.dev-installed
+	$(PY) bench/relay.py
 
 # make bench-servers: Daphne vs uvicorn as one worker behind nginx (deploy/stack.py, PostgreSQL): requests, SSE, memory.
 bench-servers: $(VENV)/.dev-installed

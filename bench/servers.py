@@ -29,24 +29,18 @@ import asyncio
 import contextlib
 import http.client
 import json
-import math
 import os
 import platform
-import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,14 +55,29 @@ os.environ.pop("REDIS_URL", None)  # this process writes tenants only; each stac
 
 import daphne  # noqa: E402
 import django  # noqa: E402
-import psycopg  # noqa: E402
 import uvicorn  # noqa: E402
 
 django.setup()
 
-from deploy.stack import NGINX, Stack, StackConfig, free_ports  # noqa: E402
-from tenants.models import Agent, Tenant  # noqa: E402
-from tenants.services import tenant_create, tenant_update  # noqa: E402
+from bench.common import (  # noqa: E402
+    BenchError,
+    Session,
+    cancel,
+    ensure_tenant,
+    new_session,
+    nginx_version,
+    percentile,
+    pg_connections,
+    restart_workers,
+    rss_kib,
+    send,
+    stacks_running,
+    stream_request,
+    threads,
+)
+from bench.upstream import chunk  # noqa: E402
+from deploy.stack import Stack  # noqa: E402
+from tenants.models import Agent  # noqa: E402
 
 SERVERS = ("daphne", "uvicorn")
 ROUNDS = 3
@@ -117,22 +126,7 @@ TENANT_LIMITS: dict[str, Any] = {
 }
 
 
-class BenchError(RuntimeError):
-    pass
-
-
 # --- A local model API for the long reply ---------------------------------------------------------------------------
-
-
-def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-    body = {
-        "id": "chatcmpl-bench",
-        "object": "chat.completion.chunk",
-        "created": 1_700_000_000,
-        "model": "bench-model",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
 def long_answer_tokens() -> list[str]:
@@ -151,8 +145,8 @@ class FakeModel:
             "choices": [],
             "usage": {"prompt_tokens": 10, "completion_tokens": LONG_TOKENS, "total_tokens": 10 + LONG_TOKENS},
         }
-        body = b"".join(_chunk({"content": token}) for token in long_answer_tokens())
-        body += _chunk({}, "stop") + b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n"
+        body = b"".join(chunk({"content": token}) for token in long_answer_tokens())
+        body += chunk({}, "stop") + b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n"
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
@@ -184,54 +178,6 @@ class FakeModel:
 # --- HTTP helpers ---------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Session:
-    id: str
-    token: str
-
-
-def api(port: int, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    try:
-        conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
-        response = conn.getresponse()
-        data = response.read()
-    finally:
-        conn.close()
-    return response.status, (json.loads(data) if data else None)
-
-
-def new_session(port: int, tenant_key: str) -> Session:
-    status, body = api(port, "POST", "/api/v1/sessions", {"tenant": tenant_key})
-    if status != 201:
-        raise BenchError(f"POST /api/v1/sessions answered {status}: {body}")
-    return Session(id=str(body["id"]), token=str(body["token"]))
-
-
-def send(port: int, session: Session, content: str) -> str:
-    """Post a visitor message; the id of the reply it starts."""
-    path = f"/api/v1/sessions/{session.id}/messages"
-    status, body = api(port, "POST", path, {"content": content, "mode": "poll"}, session.token)
-    if status != 202:
-        raise BenchError(f"POST {path} answered {status}: {body}")
-    return str(body["id"])
-
-
-def cancel(port: int, session: Session, reply_id: str) -> None:
-    with contextlib.suppress(OSError):
-        api(port, "POST", f"/api/v1/messages/{reply_id}/cancel", token=session.token)
-
-
-def stream_request(port: int, reply_id: str, token: str) -> bytes:
-    return (
-        f"GET /api/v1/messages/{reply_id}/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Accept: text/event-stream\r\nAuthorization: Bearer {token}\r\n\r\n"
-    ).encode()
-
-
 def open_stream(port: int, reply_id: str, token: str) -> socket.socket:
     """An SSE connection through nginx, returned once ``: connected`` has arrived; the caller closes it."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -249,19 +195,6 @@ def open_stream(port: int, reply_id: str, token: str) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise BenchError(f"no VmRSS for pid {pid}")
-
-
-def percentile(samples: Sequence[float], q: float) -> float:
-    """Nearest rank: the smallest sample with at least ``q`` of them at or below it."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 # --- The measurements -----------------------------------------------------------------------------------------------
@@ -390,18 +323,6 @@ def ttfb(port: int, tenant_key: str) -> dict[str, float]:
     return {"p50_ms": percentile(samples, 0.5) * 1000, "p99_ms": percentile(samples, 0.99) * 1000}
 
 
-def pg_connections() -> int:
-    """Connections to the bench's database, from pg_stat_activity."""
-    admin = DATABASE_URL.rpartition("/")[0].replace("postgres://", "postgresql://", 1) + "/postgres"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [DATABASE_NAME]).fetchone()
-    return int(row[0]) if row else 0
-
-
-def threads(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/task"))
-
-
 def idle_streams(stack: Stack, tenant_key: str) -> dict[str, float]:
     """Worker RSS, threads and database connections before and with ``IDLE_STREAMS`` quiet SSE streams through
     nginx, and RSS after closing them."""
@@ -420,14 +341,14 @@ def idle_streams(stack: Stack, tenant_key: str) -> dict[str, float]:
             session = new_session(port, tenant_key)
             replies.append((session, send(port, session, "Hello, are you there?")))
         time.sleep(2)
-        before, threads_before, connections_before = rss_kib(pid), threads(pid), pg_connections()
+        before, threads_before, connections_before = rss_kib(pid), threads(pid), pg_connections(DATABASE_URL)
         started = time.perf_counter()
         per_session = IDLE_STREAMS // IDLE_SESSIONS
         for session, reply_id in replies[1:]:
             streams += [open_stream(port, reply_id, session.token) for _ in range(per_session)]
         opened_in = time.perf_counter() - started
         time.sleep(2)  # each stream subscribes to its reply's group after ': connected'
-        with_streams, threads_with, connections_with = rss_kib(pid), threads(pid), pg_connections()
+        with_streams, threads_with, connections_with = rss_kib(pid), threads(pid), pg_connections(DATABASE_URL)
         for sock in streams:
             sock.close()
         streams.clear()
@@ -450,80 +371,6 @@ def idle_streams(stack: Stack, tenant_key: str) -> dict[str, float]:
         "pg_connections_before": connections_before,
         "pg_connections_with_streams": connections_with,
     }
-
-
-# --- Setup ----------------------------------------------------------------------------------------------------------
-
-
-def ensure_tenant(public_key: str, **fields: Any) -> Tenant:
-    """The bench's tenant with this key, created or brought to ``fields`` (runs reuse it)."""
-    tenant = Tenant.objects.filter(public_key=public_key).first()
-    if tenant is None:
-        return tenant_create(public_key=public_key, **fields)
-    return tenant_update(tenant=tenant, **fields)
-
-
-def restart_worker(stack: Stack, env: dict[str, str]) -> None:
-    """Worker 0 again with more settings; nginx stays up."""
-    stack.config.env.update(env)
-    stack.stop_part("worker-0")
-    stack.start_worker(0, wait=True)
-    deadline = time.monotonic() + 10
-    while api(stack.config.port, "GET", "/healthz")[0] != 200:  # nginx may have marked the worker down a moment
-        if time.monotonic() > deadline:
-            raise BenchError("nginx did not reach the restarted worker")
-        time.sleep(0.2)
-
-
-def nginx_version() -> str:
-    done = subprocess.run([NGINX, "-v"], capture_output=True, text=True)  # noqa: S603 - a fixed path
-    return done.stderr.strip().rpartition("/")[2]
-
-
-@contextlib.contextmanager
-def stacks_running(model: FakeModel) -> Iterator[dict[str, Stack]]:
-    """One stack per server, stopped again whatever happens (Ctrl-C and SIGTERM included)."""
-    state = Path(tempfile.mkdtemp(prefix="brook-bench-servers-"))
-    stacks: dict[str, Stack] = {}
-    ports = free_ports(3 * len(SERVERS))
-    for index, server in enumerate(SERVERS):
-        nginx, worker, redis_port = ports[3 * index : 3 * index + 3]
-        stacks[server] = Stack(
-            StackConfig(
-                state_dir=state / server,
-                database_url=DATABASE_URL,
-                workers=1,
-                servers=(server,),
-                port=nginx,
-                worker_ports=(worker,),
-                redis_port=redis_port,
-                env={**WORKER_ENV, "BROOK_LLM_BASE_URL": model.base_url},
-                prepare=index == 0,  # one database: the first stack creates and migrates it
-            )
-        )
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    failed = True
-    try:
-        yield stacks
-        failed = False
-    finally:
-        # A second Ctrl-C (or SIGTERM) must not leave a stack behind.
-        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            for stack in stacks.values():
-                stack.stop()
-        finally:
-            signal.signal(signal.SIGINT, interrupt)
-            signal.signal(signal.SIGTERM, previous)
-        if failed:
-            print(f"\nlogs: {state}/<server>/logs/", file=sys.stderr)
-        else:
-            shutil.rmtree(state, ignore_errors=True)
-
-
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
 
 
 # --- Reporting ------------------------------------------------------------------------------------------------------
@@ -693,7 +540,13 @@ def main() -> None:
     model = FakeModel()
     results = Results()
     try:
-        with stacks_running(model) as stacks:
+        with stacks_running(
+            SERVERS,
+            name="bench-servers",
+            database_url=DATABASE_URL,
+            workers=1,
+            env={**WORKER_ENV, "BROOK_LLM_BASE_URL": model.base_url},
+        ) as stacks:
             for server, stack in stacks.items():
                 print(f"starting {server} ...", flush=True)
                 stack.start()
@@ -730,7 +583,7 @@ def main() -> None:
             # Phase two: quiet replies, connections closed after each request.
             for server, stack in stacks.items():
                 print(f"{server}: restarting the worker with {' '.join(f'{k}={v}' for k, v in QUIET_ENV.items())} ...")
-                restart_worker(stack, QUIET_ENV)
+                restart_workers(stack, QUIET_ENV)
                 load(stack.config.port, seconds=1)  # warm up
             for server, stack in stacks.items():
                 print(f"{server}: {IDLE_STREAMS} idle streams ...", flush=True)
