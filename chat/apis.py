@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.http.response import HttpResponseBase
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -19,6 +18,7 @@ from chat.serializers import ErrorSerializer, MessageSerializer, SessionSerializ
 from chat.tokens import TokenKind, session_token_issue
 from config.errors import ApiError, ErrorCode
 from streaming import runner
+from streaming.db import wait_released
 from streaming.dispatch import send_message
 from streaming.services import CancelOutcome
 from streaming.views import sse_response, stream_slot
@@ -183,7 +183,7 @@ class MessageCreateApi(SessionScopedAPIView):
             require_streaming(session)
             slot = stream_slot(session)  # before anything is stored: a 429 here leaves nothing half-started
         try:
-            submitted = async_to_sync(send_message)(
+            submitted = wait_released(send_message)(
                 session=session,
                 content=data.validated_data["content"],
                 client_message_id=data.validated_data["client_message_id"] or None,
@@ -197,7 +197,7 @@ class MessageCreateApi(SessionScopedAPIView):
         if mode == Delivery.BATCH:
             return Response(MessageSerializer(reply, context={"visibility": session.tenant.thought_visibility}).data)
         if mode == Delivery.STREAM:
-            return async_to_sync(sse_response)(selectors.message_with_tenant(message_id=reply.id), 0, slot=slot)
+            return wait_released(sse_response)(selectors.message_with_tenant(message_id=reply.id), 0, slot=slot)
         body = {
             "id": reply.id,
             "status": reply.status,
@@ -220,7 +220,7 @@ class MessageCancelApi(SessionScopedAPIView):
         message = self.get_message(message_id)
         if message.role != Role.ASSISTANT:
             raise ApiError(ErrorCode.INVALID_INPUT, "Only an assistant reply can be cancelled.")
-        outcome = async_to_sync(runner.cancel)(message.id)
+        outcome = wait_released(runner.cancel)(message.id)
         message.refresh_from_db(fields=["status"])
         body = {"id": message.id, "status": message.status, "outcome": outcome}
         code = status.HTTP_202_ACCEPTED if outcome == CancelOutcome.REQUESTED else status.HTTP_200_OK

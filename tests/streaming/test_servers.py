@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,29 @@ def database_connections() -> int | None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
         return int(cursor.fetchone()[0])
+
+
+def test_more_concurrent_replies_than_pooled_connections(server: Server, tenant: Any) -> None:
+    """A sync view that waits on async work gives its pooled connection back first (streaming.db.wait_released):
+    otherwise a pool's worth of waiting views would hold every connection the replies they wait for need."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the connection pool is PostgreSQL's: runs in CI's PostgreSQL + Redis pass")
+    tenant_update(tenant=tenant, sessions_per_ip_per_minute=100)
+    port = server(DATABASE_POOL_MAX_SIZE="2", DATABASE_POOL_TIMEOUT="5", BROOK_DEMO_STEP_SECONDS="0.3")
+    sessions = [request(port, "POST", "/api/v1/sessions", {"tenant": tenant.public_key})[1] for _ in range(6)]
+    answers: list[tuple[int, Any]] = []
+
+    def ask(session: dict[str, Any]) -> None:
+        path = f"/api/v1/sessions/{session['id']}/messages"
+        answers.append(request(port, "POST", path, {"content": "Hello?", "mode": "batch"}, session["token"]))
+
+    askers = [threading.Thread(target=ask, args=(session,)) for session in sessions]
+    started = time.monotonic()
+    for asker in askers:
+        asker.start()
+    for asker in askers:
+        asker.join(30)
+
+    assert [status for status, _ in answers] == [200] * 6, answers
+    assert all(body["status"] == "completed" for _, body in answers)
+    assert time.monotonic() - started < 5  # no call waited out the pool's timeout
