@@ -70,6 +70,8 @@ def test_database_and_redis_urls_switch_the_backends() -> None:
         ({"DEBUG": "1", "BROOK_DEMO_TOKENS_PER_SECOND": "fast"}, "BROOK_DEMO_TOKENS_PER_SECOND='fast' is not a number"),
         ({"DEBUG": "1", "LOG_FORMAT": "xml"}, "LOG_FORMAT='xml'; use json or plain"),
         ({"DEBUG": "1", "BROOK_HTTPS": "sometimes"}, "BROOK_HTTPS='sometimes' is not a boolean"),
+        ({"DEBUG": "1", "BROOK_METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,office"}, "'office' is not a network"),
+        ({"DEBUG": "1", "BROOK_DB_THREADS": "1000"}, "BROOK_DB_THREADS=1000"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(env: dict[str, str], message: str) -> None:
@@ -107,3 +109,18 @@ def test_production_logs_json_and_https_turns_on_secure_cookies_and_hsts() -> No
     assert plain_http == ["json", "False", "False", "0", "False"]
     assert https_behind_nginx == ["json", "True", "True", "31536000", "True"]
     assert development[0] == "plain"
+
+
+POOL = (
+    "from config import settings as s; d = s.DATABASES['default']; "
+    "print(d['CONN_MAX_AGE'], d.get('OPTIONS', {}).get('pool', {}).get('max_size'))"
+)
+
+
+@pytest.mark.parametrize(("pool_size", "expected"), [("", ["0", "20"]), ("5", ["0", "5"]), ("0", ["60", "None"])])
+def test_postgresql_gets_a_bounded_connection_pool_unless_turned_off(pool_size: str, expected: list[str]) -> None:
+    """Pooled connections are never persistent ones (Django refuses both); 0 turns the pool off."""
+    assert (
+        probe(POOL, DEBUG="1", DATABASE_URL="postgres://brook@127.0.0.1:5432/brook", DATABASE_POOL_MAX_SIZE=pool_size)
+        == expected
+    )
