@@ -113,7 +113,7 @@ def translate_sdk_error(error: Exception, sdk: Any) -> ProviderError:
         return unreachable()
     if isinstance(error, sdk.APIStatusError):
         return error_for_status(error.status_code)
-    if isinstance(error, sdk.APIError | ValueError | KeyError | TypeError):
+    if isinstance(error, sdk.APIError | ValueError | KeyError | TypeError | AttributeError):
         return malformed()
     raise error
 
