@@ -98,6 +98,9 @@ def _database(url: str) -> dict[str, Any]:
         pool_size = _int("DATABASE_POOL_MAX_SIZE", 20, maximum=1000)
         if pool_size:
             config["CONN_MAX_AGE"] = 0
+            # With a pool, Django's health check becomes a query on every borrow (one more round trip and transaction
+            # per database call). A connection that broke while idle fails one call (503) and the pool drops it.
+            config["CONN_HEALTH_CHECKS"] = False
             config["OPTIONS"] = {
                 "pool": {
                     "min_size": min(2, pool_size),

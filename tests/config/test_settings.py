@@ -113,11 +113,13 @@ def test_production_logs_json_and_https_turns_on_secure_cookies_and_hsts() -> No
 
 POOL = (
     "from config import settings as s; d = s.DATABASES['default']; "
-    "print(d['CONN_MAX_AGE'], d.get('OPTIONS', {}).get('pool', {}).get('max_size'))"
+    "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'], d.get('OPTIONS', {}).get('pool', {}).get('max_size'))"
 )
 
 
-@pytest.mark.parametrize(("pool_size", "expected"), [("", ["0", "20"]), ("5", ["0", "5"]), ("0", ["60", "None"])])
+@pytest.mark.parametrize(
+    ("pool_size", "expected"), [("", ["0", "False", "20"]), ("5", ["0", "False", "5"]), ("0", ["60", "True", "None"])]
+)
 def test_postgresql_gets_a_bounded_connection_pool_unless_turned_off(pool_size: str, expected: list[str]) -> None:
     """Pooled connections are never persistent ones (Django refuses both); 0 turns the pool off."""
     assert (
