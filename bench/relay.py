@@ -39,6 +39,7 @@ import os
 import platform
 import re
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -78,7 +79,6 @@ from bench.common import (  # noqa: E402
     Session,
     admin_url,
     api,
-    cancel,
     ensure_tenant,
     new_session,
     nginx_version,
@@ -152,6 +152,7 @@ class Plan:
     idle_settle: float  # after opening streams, before measuring
     idle_cpu_window: float
     writes_rate: float
+    writes_rounds: int  # counts, not timings: each answer costs its length and 22 s of waiting for the statistics
     baseline_seconds: float
     stops: int
     fanout_tokens: int
@@ -169,6 +170,7 @@ DEFAULT = Plan(
     idle_settle=3.0,
     idle_cpu_window=5.0,  # one whole BROOK_STREAM_RECHECK_SECONDS period
     writes_rate=50.0,
+    writes_rounds=1,
     baseline_seconds=20.0,
     stops=20,
     fanout_tokens=300,
@@ -184,6 +186,7 @@ QUICK = Plan(
     idle_settle=1.0,
     idle_cpu_window=2.0,
     writes_rate=200.0,
+    writes_rounds=1,
     baseline_seconds=3.0,
     stops=8,
     fanout_tokens=100,
@@ -485,10 +488,11 @@ async def idle_streams(stack: Stack, plan: Plan) -> dict[str, Any]:
             if failure:
                 break
     finally:
+        # Nothing else happens on this stack (the caller drops it): the worker is killed, not drained of its streams
+        # and replies, which takes minutes once it is saturated.
+        stack.stop_part("worker-0", signal.SIGKILL)
         for _, writer in held:
             writer.close()
-        for session, reply_id in zip(sessions, replies, strict=True):
-            cancel(port, session, reply_id)
     base = points[0]
     for point in points[1:]:
         point["kib_per_stream"] = (point["rss_mib"] - base["rss_mib"]) * 1024 / max(point["streams"], 1)
@@ -524,7 +528,7 @@ async def answer(stack: Stack, session: Session, rate: float) -> dict[str, Any]:
 def writes(stacks: dict[str, Stack], plan: Plan) -> tuple[dict[str, list[dict[str, Any]]], dict[str, float]]:
     """Each round, each server, paced then full speed: one answer through nginx with nothing else running, the
     database's counters read ``STATS_SETTLE`` after it (and before the next), less the idle baseline's rate."""
-    sessions = {server: sessions_for(stack.config.port, 2 * plan.rounds) for server, stack in stacks.items()}
+    sessions = {server: sessions_for(stack.config.port, 2 * plan.writes_rounds) for server, stack in stacks.items()}
     say(f"  idle baseline ({STATS_SETTLE + plan.baseline_seconds:.0f} s) ...")
     time.sleep(STATS_SETTLE)
     start = pg_stats()
@@ -532,7 +536,7 @@ def writes(stacks: dict[str, Stack], plan: Plan) -> tuple[dict[str, list[dict[st
     before = pg_stats()
     baseline = {key: (before[key] - start[key]) / plan.baseline_seconds for key in before}
     out: dict[str, list[dict[str, Any]]] = {server: [] for server in stacks}
-    for n in range(plan.rounds):
+    for n in range(plan.writes_rounds):
         for server in order(n):
             figures: dict[str, Any] = {}
             for kind, rate in (("paced", plan.writes_rate), ("full", 0.0)):
@@ -786,7 +790,7 @@ def measure(plan: Plan, results: Results) -> None:
                 say(f"{server}: restarting worker 0; idle streams up to {max(plan.idle_steps):,} ...")
                 restart_workers(stack, {}, [0])
                 results.idle[server] = attempt("idle streams", asyncio.run, idle_streams(stack, plan))
-                stack.stop()  # its connections must not count against the next server's
+                stack.stop()  # its load and connections must not count against the next server's
     finally:
         upstream.stop()
 
@@ -933,6 +937,7 @@ def table(results: Results, plan: Plan) -> tuple[list[list[str]], dict[str, dict
         ("worker threads", "threads", "d"),
         ("PostgreSQL connections (bench database)", "pg_connections", "d"),
         ("worker CPU (%)", "cpu_percent", ".0f"),
+        ("seconds to open each step's streams", "open_seconds", ".0f"),
     ):
         row(
             f"… {label} at {' / '.join(str(p) for p in plan.idle_steps)} streams",
@@ -1031,14 +1036,17 @@ def plots(results: Results, plan: Plan) -> list[Path]:
     paths = []
 
     figure, axis = pyplot.subplots(figsize=(7, 4))
+    plotted: list[float] = []
     for server in SERVERS:
         for q, style in (("p50", "-o"), ("p99", "--s")):
             values = [results.median(server, "ttft", str(c), f"added_{q}_ms") for c in CONCURRENCY]
             axis.plot(CONCURRENCY, values, style, color=colors[server], label=f"{server} {q}")
+            plotted += values
     for q, goal in (("p50", GOALS["added_ttft_p50_ms"]), ("p99", GOALS["added_ttft_p99_ms"])):
         axis.axhline(goal, color="grey", linestyle=":", linewidth=1)
         axis.annotate(f"goal {q}", (CONCURRENCY[0], goal), fontsize=8, color="grey")
-    axis.set(xscale="log", yscale="symlog", xlabel="concurrent streams", ylabel="added time to first token (ms)")
+    axis.set(xscale="log", yscale="log" if all(v > 0 for v in plotted) else "symlog")
+    axis.set(xlabel="concurrent streams", ylabel="added time to first token (ms)")
     axis.set_xticks(CONCURRENCY, [str(c) for c in CONCURRENCY])
     axis.set_title("Time to first token: through Brook minus direct")
     axis.legend(fontsize=8)
@@ -1175,7 +1183,8 @@ def report(results: Results, plan: Plan, started: float, now: datetime, host: di
         f"included: autocommit SELECTs count) from before the answer to {STATS_SETTLE:g} s after it (PostgreSQL "
         f"publishes a backend's counts up to 10 s late), less the idle baseline ({baseline:.2f}/s over "
         f"{plan.baseline_seconds:g} s) over the same time. One answer through nginx with its SSE reader; the "
-        "sweeper is off (BROOK_SWEEP_SECONDS=0) in every worker, the runner's lease renewals count.",
+        "sweeper is off (BROOK_SWEEP_SECONDS=0) in every worker, the runner's lease renewals count. "
+        f"{plan.writes_rounds} answer{'s' * (plan.writes_rounds > 1)} per server and rate (counts, not timings).",
         "- Stop: a reply (20 tokens/s) POSTed straight to worker A; 50 ms after its first token, its cancel POSTed "
         "straight to worker B; until the model API reads end of file on the reply's connection.",
         "- Fan-out: worker A restarted with BROOK_DELTA_FLUSH_MS=0 (one event per token). A reply started on worker "
