@@ -178,17 +178,23 @@ class FakeModel:
 # --- HTTP helpers ---------------------------------------------------------------------------------------------------
 
 
+def until_connected(sock: socket.socket) -> bytes:
+    """Read an SSE response until its ``: connected`` comment has arrived; what was read."""
+    received = b""
+    while b": connected" not in received:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise BenchError(f"the stream closed before ': connected': {received[:300]!r}")
+        received += chunk
+    return received
+
+
 def open_stream(port: int, reply_id: str, token: str) -> socket.socket:
     """An SSE connection through nginx, returned once ``: connected`` has arrived; the caller closes it."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     try:
         sock.sendall(stream_request(port, reply_id, token))
-        received = b""
-        while b": connected" not in received:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise BenchError(f"the stream closed before ': connected': {received[:300]!r}")
-            received += chunk
+        received = until_connected(sock)
         if not received.startswith(b"HTTP/1.1 200"):
             raise BenchError(f"the stream answered {received[:300]!r}")
     except BaseException:
@@ -311,12 +317,7 @@ def ttfb(port: int, tenant_key: str) -> dict[str, float]:
             started = time.perf_counter()
             with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
                 sock.sendall(request)
-                received = b""
-                while b": connected" not in received:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        raise BenchError(f"the stream closed before ': connected': {received[:300]!r}")
-                    received += chunk
+                until_connected(sock)
                 samples.append(time.perf_counter() - started)
     finally:
         cancel(port, session, reply_id)

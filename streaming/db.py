@@ -46,10 +46,16 @@ def _drop_obsolete_connections() -> None:
             conn.close_if_unusable_or_obsolete()
 
 
-def _return_pooled_connections() -> None:
+def _close_connections(*, pooled_only: bool) -> None:
+    """Close this thread's connections outside a transaction: a pooled one goes back to its pool."""
     for conn in connections.all(initialized_only=True):
-        if getattr(conn, "pool", None) is not None and not conn.in_atomic_block:
-            conn.close()  # back to the pool
+        if conn.in_atomic_block or (pooled_only and getattr(conn, "pool", None) is None):
+            continue
+        conn.close()
+
+
+def _return_pooled_connections() -> None:
+    _close_connections(pooled_only=True)
 
 
 def db(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
@@ -64,12 +70,6 @@ def db(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     if settings.BROOK_DB_THREADS == 0:  # tests whose data sits in the test thread's transaction (tests/conftest.py)
         return sync_to_async(call, thread_sensitive=True)
     return sync_to_async(call, thread_sensitive=False, executor=executor())
-
-
-def _close_request_connections() -> None:
-    for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
-            conn.close()
 
 
 async def release_request_thread() -> None:
@@ -90,7 +90,7 @@ async def release_request_thread() -> None:
         return  # thread-sensitive calls go to an outer sync thread (async_to_sync): not the request's to end
     if context not in executors:
         return  # no thread was started for this request
-    await sync_to_async(_close_request_connections)()
+    await sync_to_async(_close_connections)(pooled_only=False)  # the thread ends: none of its connections stay
     executor = executors.pop(context, None)
     if isinstance(executor, ThreadPoolExecutor):
         executor.shutdown(wait=False)
