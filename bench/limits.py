@@ -26,7 +26,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 
-from tenants.limits import Rate, rate_check, stream_slot_take  # noqa: E402
+from core.limits import Rate, rate_check, stream_slot_take  # noqa: E402
 
 ROUNDS = 2000
 

@@ -55,10 +55,10 @@ from unittest import mock  # noqa: E402
 
 from chat import services as chat_services  # noqa: E402
 from chat.models import ChatSession  # noqa: E402
-from streaming import runner  # noqa: E402
+from core.db_bridge import db  # noqa: E402
 from streaming.agents.base import Agent, Emitter, Turn  # noqa: E402
-from streaming.db import db  # noqa: E402
-from streaming.delivery import Heartbeat, follow  # noqa: E402
+from streaming.live.reader import Heartbeat, follow  # noqa: E402
+from streaming.run import runner  # noqa: E402
 from tenants.services import tenant_create  # noqa: E402
 
 
@@ -87,7 +87,7 @@ def _new_reply(tenant: Any) -> Any:
 
 async def run_with(agent: Agent, tenant: Any, reply: Any = None) -> Any:
     reply = reply or await db(_new_reply)(tenant)
-    with mock.patch("streaming.runner.agent_for", return_value=agent):
+    with mock.patch("streaming.run.runner.agent_for", return_value=agent):
         await runner.run_reply(reply_id=reply.id)
     return reply
 
@@ -137,7 +137,7 @@ async def main() -> None:
 
         watcher = asyncio.create_task(watch())
         await asyncio.sleep(0.01)
-        with mock.patch("streaming.runner.agent_for", return_value=Scripted(20, 0.001, first_emit)):
+        with mock.patch("streaming.run.runner.agent_for", return_value=Scripted(20, 0.001, first_emit)):
             await runner.run_reply(reply_id=reply.id)
         await asyncio.wait_for(watcher, 10)
         latencies.append((received[0] - first_emit[0]) * 1000)

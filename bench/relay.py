@@ -92,8 +92,8 @@ from bench.common import (  # noqa: E402
     threads,
 )
 from bench.upstream import MODEL, Upstream, numbered  # noqa: E402
+from chat.models import Event  # noqa: E402
 from deploy.stack import Stack  # noqa: E402
-from streaming.models import Event  # noqa: E402
 from tenants.models import Agent  # noqa: E402
 
 P = ParamSpec("P")

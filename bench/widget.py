@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from tests.streaming.providers.fake_upstream import FakeUpstream, openai_chunk, openai_usage  # noqa: E402
+from tests.streaming.agents.providers.fake_upstream import FakeUpstream, openai_chunk, openai_usage  # noqa: E402
 
 ANSWER_TOKENS = 10_000
 REASONING_TOKENS = 2_000

@@ -1,9 +1,10 @@
 """Who may read what: the one place that turns a token into the session it may touch (docs/security.md).
 
-REST (``SessionScopedAPIView``), polling and SSE (``streaming.views``) and the WebSocket consumer all read credentials
-with ``credential_from`` and find sessions and messages only through ``session_for_credential`` and
-``message_for_credential``; nothing looks a session up by id alone, so another tenant's token, or a token for another
-session, finds nothing (404). ``require_streaming`` is the one check that a session may use a streaming transport.
+REST (``SessionScopedAPIView``), polling and SSE (``streaming.transports.http``) and the WebSocket consumer
+(``streaming.transports.websocket``) all read credentials with ``credential_from`` and find sessions and messages
+only through ``session_for_credential`` and ``message_for_credential``; nothing looks a session up by id alone, so
+another tenant's token, or a token for another session, finds nothing (404). ``require_streaming`` is the one check
+that a session may use a streaming transport.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rest_framework.views import APIView
 from chat.models import ChatSession, Message
 from chat.selectors import message_get_for_credential, session_get_for_credential
 from chat.tokens import SessionCredential, TokenError, TokenKind, session_token_read
-from config.errors import ApiError, ErrorCode
+from core.errors import ApiError, ErrorCode
 from tenants.rollout import STREAM
 
 

@@ -1,10 +1,15 @@
+"""The admin of sessions, messages, thought steps, event logs and fallback reports: read-only records, scoped to the
+staff user's tenant (``tenants.admin``; docs/tenants.md, "Admin")."""
+
 from __future__ import annotations
+
+from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from chat.models import ChatSession, FallbackReport, Message, ThoughtStep
+from chat.models import ChatSession, Event, FallbackReport, Message, ThoughtStep
 from tenants.admin import RecordAdmin, TenantFilter, ViewOnlyAdmin
 
 
@@ -100,3 +105,19 @@ class FallbackReportAdmin(ViewOnlyAdmin[FallbackReport]):
     search_fields = ["session__id"]
     list_select_related = ["tenant", "session"]
     date_hierarchy = "created_at"
+
+
+@admin.register(Event)
+class EventAdmin(RecordAdmin[Event]):
+    """The event log, read-only: it is written only by the runner, the sweeper and cancels (``chat.services``)."""
+
+    tenant_path = "message__session__tenant"
+    list_display = ["message", "seq", "type", "created_at"]
+    list_filter = ["type"]
+    search_fields = ["message__id"]
+    list_select_related = ["message"]
+    readonly_fields = ["message", "seq", "type", "data", "created_at"]
+    ordering = ["-created_at", "-seq"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http.response import HttpResponseBase
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -12,17 +11,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import selectors, services
-from chat.access import SessionScopedAPIView, require_streaming
-from chat.models import ChatSession, Delivery, FallbackReason, Role
-from chat.serializers import ErrorSerializer, MessageSerializer, SessionSerializer, TextField
+from chat.access import SessionScopedAPIView
+from chat.models import ChatSession, Delivery, FallbackReason
+from chat.serializers import SessionSerializer
 from chat.tokens import TokenKind, session_token_issue
-from config.errors import ApiError, ErrorCode
-from streaming import runner
-from streaming.db import wait_released
-from streaming.dispatch import send_message
-from streaming.services import CancelOutcome
-from streaming.views import sse_response, stream_slot
-from tenants.limits import Rate, client_ip, rate_check
+from core.errors import ApiError, ErrorCode
+from core.limits import Rate, client_ip, rate_check
+from core.serializers import ErrorSerializer, TextField
 from tenants.rollout import SESSION_DELIVERIES
 from tenants.selectors import tenant_get_active
 
@@ -138,90 +133,3 @@ class SessionDetailApi(SessionScopedAPIView):
         messages = selectors.session_messages(session=session)
         context = {"messages": messages, "visibility": session.tenant.thought_visibility}
         return Response(SessionSerializer(session, context=context).data)
-
-
-def message_urls(request: Request, message_id: str) -> dict[str, str]:
-    base = f"/api/v1/messages/{message_id}"
-    return {
-        "poll": request.build_absolute_uri(base),
-        "stream": request.build_absolute_uri(f"{base}/stream"),
-        "cancel": request.build_absolute_uri(f"{base}/cancel"),
-    }
-
-
-class MessageCreateApi(SessionScopedAPIView):
-    """Send the visitor's message. ``batch``: 200 with the finished reply. ``poll``: 202 with where to poll.
-    ``stream``: the reply's events as ``text/event-stream`` (fetch streaming)."""
-
-    class MessageCreateInputSerializer(serializers.Serializer[Any]):
-        content = TextField(trim_whitespace=False, allow_blank=True)
-        client_message_id = TextField(max_length=128, required=False, allow_blank=True, default="")
-        mode = serializers.ChoiceField(choices=["batch", "poll", "stream"], default="batch")
-
-    class MessageAcceptedSerializer(serializers.Serializer[Any]):
-        id = serializers.UUIDField()
-        status = serializers.CharField()
-        reply_to = serializers.UUIDField()
-        urls = serializers.DictField(child=serializers.URLField())
-
-    @extend_schema(
-        request=MessageCreateInputSerializer,
-        responses={
-            200: MessageSerializer,
-            202: MessageAcceptedSerializer,
-            **_ERRORS,
-            403: OpenApiResponse(ErrorSerializer),
-        },
-    )
-    def post(self, request: Request, session_id: str) -> HttpResponseBase:
-        session = self.get_session(session_id)
-        data = self.MessageCreateInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        mode = data.validated_data["mode"]
-        slot = None
-        if mode == Delivery.STREAM:
-            require_streaming(session)
-            slot = stream_slot(session)  # before anything is stored: a 429 here leaves nothing half-started
-        try:
-            submitted = wait_released(send_message)(
-                session=session,
-                content=data.validated_data["content"],
-                client_message_id=data.validated_data["client_message_id"] or None,
-                delivery=mode,
-            )
-        except BaseException:
-            if slot is not None:
-                slot.release()
-            raise
-        reply = selectors.message_get_with_steps(message_id=submitted.reply.id)
-        if mode == Delivery.BATCH:
-            return Response(MessageSerializer(reply, context={"visibility": session.tenant.thought_visibility}).data)
-        if mode == Delivery.STREAM:
-            return wait_released(sse_response)(selectors.message_with_tenant(message_id=reply.id), 0, slot=slot)
-        body = {
-            "id": reply.id,
-            "status": reply.status,
-            "reply_to": reply.reply_to_id,
-            "urls": message_urls(request, str(reply.id)),
-        }
-        return Response(self.MessageAcceptedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
-
-
-class MessageCancelApi(SessionScopedAPIView):
-    """Stop a reply, wherever it runs; idempotent. 202 while it stops, 200 once it has ended."""
-
-    class MessageCancelSerializer(serializers.Serializer[Any]):
-        id = serializers.UUIDField()
-        status = serializers.CharField()
-        outcome = serializers.CharField()
-
-    @extend_schema(request=None, responses={200: MessageCancelSerializer, 202: MessageCancelSerializer, **_ERRORS})
-    def post(self, request: Request, message_id: str) -> Response:
-        message = self.get_message(message_id)
-        if message.role != Role.ASSISTANT:
-            raise ApiError(ErrorCode.INVALID_INPUT, "Only an assistant reply can be cancelled.")
-        outcome = wait_released(runner.cancel)(message.id)
-        message.refresh_from_db(fields=["status"])
-        body = {"id": message.id, "status": message.status, "outcome": outcome}
-        code = status.HTTP_202_ACCEPTED if outcome == CancelOutcome.REQUESTED else status.HTTP_200_OK
-        return Response(self.MessageCancelSerializer(body).data, status=code)

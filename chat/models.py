@@ -215,3 +215,26 @@ class FallbackReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id}: {self.from_delivery} → {self.to_delivery} ({self.reason})"
+
+
+class Event(models.Model):
+    """One entry of a reply's event log (docs/events.md): ``seq`` is 1, 2, 3, … per message with no gaps; the unique
+    constraint makes a second writer of a seq fail instead of forking the log.
+
+    The table keeps the name it had when the log lived in the ``streaming`` app (migration chat 0004 moved only the
+    model's state), so logs written before the move are read as they are.
+    """
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    type = models.CharField(max_length=32)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "streaming_event"
+        ordering = ["message", "seq"]
+        constraints = [models.UniqueConstraint(fields=["message", "seq"], name="event_seq_per_message")]
+
+    def __str__(self) -> str:
+        return f"{self.message_id}#{self.seq} {self.type}"

@@ -3,7 +3,7 @@
 Deleting a session takes everything it holds with it: its messages, their thought steps and event logs, and its
 fallback reports. Sessions go in batches, each deleted in a transaction of its own, so that a large purge never holds
 one long transaction. ``manage.py brook_purge`` runs it. A finished reply's event log goes sooner, after the tenant's
-``log_retention_days``, while the message stays: that is ``streaming.services.logs_compact``, run by the sweeper.
+``log_retention_days``, while the message stays: that is ``chat.services.logs_compact``, run by the sweeper.
 """
 
 from __future__ import annotations

@@ -8,30 +8,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from chat.models import ChatSession, Message, ThoughtStep
-from streaming.visibility import redact_message
-
-
-class TextField(serializers.CharField):
-    """A string input, and only a string: DRF's CharField would take ``123`` as ``"123"``. Null characters and lone
-    surrogates are refused too (DRF's validators), so whatever is accepted stores as text in any database."""
-
-    default_error_messages = {"not_a_string": "Must be a string."}
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("not_a_string")
-        return str(super().to_internal_value(data))
+from chat.visibility import redact_message
+from core.serializers import ErrorSerializer
 
 
 class StepSerializer(serializers.ModelSerializer[ThoughtStep]):
     class Meta:
         model = ThoughtStep
         fields = ["index", "kind", "title", "detail", "status", "started_at", "duration_ms", "metadata"]
-
-
-class ErrorSerializer(serializers.Serializer[Any]):
-    code = serializers.CharField()
-    message = serializers.CharField()
 
 
 class UsageSerializer(serializers.Serializer[Any]):
@@ -43,7 +27,7 @@ class UsageSerializer(serializers.Serializer[Any]):
 class MessageSerializer(serializers.ModelSerializer[Message]):
     """A message with its thought steps; ``error`` is set only for a failed reply.
 
-    Its context must name the tenant's ``visibility``: what the tenant hides is left out (streaming/visibility.py).
+    Its context must name the tenant's ``visibility``: what the tenant hides is left out (chat/visibility.py).
     """
 
     steps = StepSerializer(many=True, read_only=True)

@@ -16,7 +16,7 @@ from django.core.asgi import get_asgi_application
 django_asgi_app = get_asgi_application()
 
 from config.routing import websocket_urlpatterns  # noqa: E402
-from streaming import sweeper  # noqa: E402
+from streaming.run import sweeper  # noqa: E402
 
 http_app: Any = django_asgi_app
 if settings.BROOK_SERVE_STATIC:

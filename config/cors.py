@@ -20,7 +20,7 @@ from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
 
 from chat.tokens import TokenError, TokenKind, session_token_read
-from config.errors import ApiError
+from core.errors import ApiError
 from tenants.models import Tenant
 from tenants.origins import any_tenant_allows, origin_check
 from tenants.selectors import tenant_get_active

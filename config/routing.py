@@ -6,7 +6,7 @@ from typing import Any
 
 from django.urls import re_path
 
-from streaming.consumers import SessionConsumer
+from streaming.transports.websocket import SessionConsumer
 
 websocket_urlpatterns: list[Any] = [
     re_path(r"^ws/v1/sessions/(?P<session_id>[^/]+)/?$", SessionConsumer.as_asgi()),

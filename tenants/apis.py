@@ -10,8 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat.serializers import ErrorSerializer
-from config.errors import ApiError, ErrorCode
+from core.errors import ApiError, ErrorCode
+from core.serializers import ErrorSerializer
 from tenants.models import Tenant
 from tenants.rollout import SESSION_DELIVERIES, delivery_for, rollout_bucket
 from tenants.selectors import tenant_get_active

@@ -14,7 +14,7 @@ import logging
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
-from config.errors import ApiError, ErrorCode
+from core.errors import ApiError, ErrorCode
 from tenants.models import Tenant, normalize_origin
 
 logger = logging.getLogger(__name__)

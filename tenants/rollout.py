@@ -4,17 +4,12 @@ A visitor falls in a bucket 1-100 from a hash of the tenant and the visitor's id
 enabled and their bucket is at most ``streaming_percentage``. So the same visitor always gets the same answer, raising
 the percentage only adds visitors (everyone in at 30 % is still in at 60 %), 0 gives nobody and 100 everybody. Unlike
 seed 004's ``Math.random() * 100 < percentage`` per request, a visitor never flips between transports mid-conversation.
+``chat.selectors.rollout_preview`` counts what a percentage would give a tenant's recent sessions.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-from django.db.models import CharField, Count, Value
-from django.db.models.functions import Cast, Coalesce, NullIf
-from django.utils import timezone
 
 from tenants.models import Tenant
 
@@ -34,36 +29,3 @@ def delivery_for(*, tenant: Tenant, bucket: int) -> str:
     if tenant.streaming_enabled and bucket <= tenant.streaming_percentage:
         return STREAM
     return str(tenant.fallback_delivery)
-
-
-@dataclass(frozen=True, slots=True)
-class RolloutPreview:
-    """How many of a tenant's recent sessions (and distinct visitors) would stream at ``percentage``."""
-
-    percentage: int
-    since: datetime
-    sessions: int
-    streaming_sessions: int
-    visitors: int
-    streaming_visitors: int
-
-
-def rollout_preview(*, tenant: Tenant, percentage: int, days: int = 7) -> RolloutPreview:
-    """Count recent sessions by their stored bucket: the answer the same visitors would get at ``percentage``
-    (ignoring ``streaming_enabled``, which the admin previews separately). Two queries on an indexed range."""
-    from chat.models import ChatSession
-
-    since = timezone.now() - timedelta(days=days)
-    recent = ChatSession.objects.filter(tenant=tenant, created_at__gte=since)
-    inside = recent.filter(rollout_bucket__lte=percentage)
-    visitor = Coalesce(NullIf("visitor_id", Value("")), Cast("id", CharField()))
-    totals = recent.aggregate(sessions=Count("id"), visitors=Count(visitor, distinct=True))
-    streaming = inside.aggregate(sessions=Count("id"), visitors=Count(visitor, distinct=True))
-    return RolloutPreview(
-        percentage=percentage,
-        since=since,
-        sessions=totals["sessions"],
-        streaming_sessions=streaming["sessions"],
-        visitors=totals["visitors"],
-        streaming_visitors=streaming["visitors"],
-    )

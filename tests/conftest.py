@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,9 @@ from pytest_django import Settings
 from rest_framework.test import APIClient
 
 from chat.models import ChatSession, FallbackReason, FallbackReport, Message, Role, StepKind, ThoughtStep
-from tenants.limits import _slots_for
+from core.limits import _slots_for
+from streaming.agents.base import Agent
+from streaming.agents.registry import registered
 from tenants.models import Tenant, TenantMembership
 from tenants.services import tenant_create
 
@@ -37,6 +40,50 @@ def fast_demo_agent(settings: Settings) -> None:
     """The demo agent runs without its model-like pauses in tests."""
     settings.BROOK_DEMO_TOKENS_PER_SECOND = 0
     settings.BROOK_DEMO_STEP_SECONDS = 0
+
+
+@dataclass
+class TestAgent:
+    """An agent a test gave a tenant; ``built`` counts the replies it was asked to answer."""
+
+    agent: Agent
+    built: int = 0
+
+
+class TestAgents:
+    """Gives tenants scripted agents through Brook's agent registry (``streaming.agents.registry``), not by patching."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self._stack = stack
+
+    def use(self, tenant: Tenant, agent: Agent) -> TestAgent:
+        """From now on ``tenant``'s replies are answered by ``agent`` (the same object for every reply)."""
+        entry = TestAgent(agent)
+        name = f"test-{uuid.uuid4().hex[:12]}"
+
+        def build(_tenant: Tenant) -> Agent:
+            entry.built += 1
+            return entry.agent
+
+        self._stack.enter_context(registered(name, build))
+        Tenant.objects.filter(pk=tenant.pk).update(agent=name)
+        tenant.agent = name
+        return entry
+
+
+class Silent(Agent):
+    """An agent that answers nothing: for tests that check an agent is never asked."""
+
+    name = "silent"
+
+    async def run(self, conversation: Any, emit: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def agents() -> Iterator[TestAgents]:
+    with ExitStack() as stack:
+        yield TestAgents(stack)
 
 
 @pytest.fixture(autouse=True)

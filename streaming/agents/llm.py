@@ -14,11 +14,11 @@ import random
 from collections.abc import Sequence
 
 from chat.models import StepKind
-from config.errors import ErrorCode
+from core.errors import ErrorCode
 from streaming.agents.base import Agent, AgentError, Emitter, StepScope, Turn, Usage
-from streaming.providers import provider_config, provider_for
-from streaming.providers.base import ChatTurn, ModelCall, Provider, ProviderError, Sink
-from streaming.tools import TOOLS, Tool, run_tool
+from streaming.agents.providers import provider_config, provider_for
+from streaming.agents.providers.base import ChatTurn, ModelCall, Provider, ProviderError, Sink
+from streaming.agents.tools import TOOLS, Tool, run_tool
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)

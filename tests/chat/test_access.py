@@ -21,10 +21,9 @@ from django.test import AsyncClient
 from pytest_django import Settings
 from rest_framework.test import APIClient
 
-from chat.models import ChatSession, FallbackReport, Message, MessageStatus, Role
+from chat.models import ChatSession, Event, FallbackReport, Message, MessageStatus, Role
 from chat.services import message_submit
 from config.asgi import router
-from streaming.models import Event
 from tenants.models import Tenant
 from tests.conftest import SessionInfo
 from tests.streaming.conftest import read_body

@@ -16,7 +16,7 @@ from chat.models import ChatSession, Message, MessageStatus, Role, StepKind
 from chat.tokens import session_token_issue
 from streaming.agents.base import Agent, Emitter, Turn
 from tenants.models import Tenant
-from tests.conftest import SessionInfo
+from tests.conftest import SessionInfo, Silent, TestAgents
 
 pytestmark = pytest.mark.django_db
 
@@ -223,16 +223,16 @@ def test_a_batch_message_returns_the_finished_reply(api: APIClient, session: Ses
 
 
 def test_the_same_client_message_id_returns_the_same_reply_without_a_second_run(
-    api: APIClient, session: SessionInfo
+    api: APIClient, session: SessionInfo, agents: TestAgents, tenant: Tenant
 ) -> None:
     first = send(api, session, client_message_id="retry-me").json()
 
-    with mock.patch("streaming.runner.agent_for") as agent_for:
-        second = send(api, session, client_message_id="retry-me")
+    unused = agents.use(tenant, Silent())
+    second = send(api, session, client_message_id="retry-me")
 
     assert second.status_code == 200
     assert second.json() == first
-    agent_for.assert_not_called()
+    assert unused.built == 0
     assert Message.objects.filter(session_id=session.id).count() == 2
 
 
@@ -323,7 +323,9 @@ def test_posting_without_a_token_is_a_401(api: APIClient, session: SessionInfo) 
     assert response.json()["code"] == "AUTH_REQUIRED"
 
 
-def test_the_agent_sees_the_earlier_turns(api: APIClient, session: SessionInfo) -> None:
+def test_the_agent_sees_the_earlier_turns(
+    api: APIClient, session: SessionInfo, agents: TestAgents, tenant: Tenant
+) -> None:
     seen: list[Sequence[Turn]] = []
 
     class Recording(Agent):
@@ -334,8 +336,8 @@ def test_the_agent_sees_the_earlier_turns(api: APIClient, session: SessionInfo) 
             await emit.text_delta("ok")
 
     send(api, session, "first")
-    with mock.patch("streaming.runner.agent_for", return_value=Recording()):
-        send(api, session, "second")
+    agents.use(tenant, Recording())
+    send(api, session, "second")
 
     assert [(t.role, t.content) for t in seen[0]] == [
         ("user", "first"),
@@ -354,9 +356,11 @@ class Failing(Agent):
             raise RuntimeError("secret upstream detail sk-123")
 
 
-def test_an_agent_failure_fails_the_reply_and_keeps_the_partial_answer(api: APIClient, session: SessionInfo) -> None:
-    with mock.patch("streaming.runner.agent_for", return_value=Failing()):
-        response = send(api, session)
+def test_an_agent_failure_fails_the_reply_and_keeps_the_partial_answer(
+    api: APIClient, session: SessionInfo, agents: TestAgents, tenant: Tenant
+) -> None:
+    agents.use(tenant, Failing())
+    response = send(api, session)
 
     assert response.status_code == 200
     reply = response.json()
@@ -368,7 +372,7 @@ def test_an_agent_failure_fails_the_reply_and_keeps_the_partial_answer(api: APIC
 
 
 def test_a_reply_over_the_tenants_time_limit_fails_with_stream_004(
-    api: APIClient, tenant: Tenant, session: SessionInfo
+    api: APIClient, tenant: Tenant, session: SessionInfo, agents: TestAgents
 ) -> None:
     import asyncio
 
@@ -381,8 +385,8 @@ def test_a_reply_over_the_tenants_time_limit_fails_with_stream_004(
             await asyncio.sleep(30)
 
     Tenant.objects.filter(pk=tenant.pk).update(max_stream_seconds=1)
-    with mock.patch("streaming.runner.agent_for", return_value=Slow()):
-        reply = send(api, session).json()
+    agents.use(tenant, Slow())
+    reply = send(api, session).json()
 
     assert reply["status"] == "failed"
     assert reply["error"]["code"] == "STREAM_004"

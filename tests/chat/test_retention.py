@@ -11,10 +11,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from chat.models import ChatSession, FallbackReport, Message, MessageStatus, Role, ThoughtStep
+from chat.events import EventType
+from chat.models import ChatSession, Event, FallbackReport, Message, MessageStatus, Role, ThoughtStep
 from chat.retention import PurgeReport, TenantPurge, sessions_purge
-from streaming.events import EventType
-from streaming.models import Event
 from tenants.models import Tenant
 from tenants.services import tenant_update
 from tests.conftest import conversation

@@ -50,7 +50,7 @@ def test_database_and_redis_urls_switch_the_backends() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
         "django.db.backends.postgresql",
-        "streaming.layers.ResilientRedisChannelLayer",
+        "streaming.live.layers.ResilientRedisChannelLayer",
         "django.core.cache.backends.redis.RedisCache",
         "False",
     ]

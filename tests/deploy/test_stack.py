@@ -28,7 +28,7 @@ from websockets.sync.client import connect
 from websockets.typing import Origin
 
 from chat.models import Message, MessageStatus
-from config.errors import ErrorCode
+from core.errors import ErrorCode
 from deploy.stack import ROOT, Stack, StackConfig, _alive, config_from_env, free_ports
 from tenants.services import tenant_update
 from tests.conftest import database_url, request

@@ -11,9 +11,8 @@ from typing import Any
 
 from django.test import AsyncClient
 
-from chat.models import Message
-from streaming.models import Event
-from tests.conftest import request
+from chat.models import Event, Message
+from tests.conftest import SessionInfo, request
 
 
 @dataclass(frozen=True)
@@ -135,3 +134,19 @@ def read_frames(
         if (stop_after is not None and len(events) >= stop_after) or any(e.event == stop_at for e in events):
             response.close()
             return whole
+
+
+async def start_poll(
+    client: AsyncClient, session: SessionInfo, content: str = "How do I rotate my API keys safely?", **extra: Any
+) -> str:
+    response = await client.post(
+        session.messages_url,
+        {"content": content, "mode": "poll", **extra},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {session.token}"},
+    )
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["status"] in {"queued", "running"}
+    assert body["urls"]["poll"].endswith(f"/api/v1/messages/{body['id']}")
+    return str(body["id"])

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from chat.retention import sessions_purge
-from streaming.services import logs_compact
+from chat.services import logs_compact
 
 
 def _batch_size(raw: str) -> int:

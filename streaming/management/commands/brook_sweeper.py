@@ -10,8 +10,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from streaming import runner
-from streaming.sweeper import sweep_forever, sweep_once
+from streaming.run import runner
+from streaming.run.sweeper import sweep_forever, sweep_once
 
 
 class Command(BaseCommand):

@@ -1,0 +1,110 @@
+"""Live fan-out of stored events through the channel layer (docs/delivery.md, "Several workers").
+
+The channel layer is Redis across workers when ``REDIS_URL`` is set (``streaming.live.layers``), in memory otherwise.
+Publishing is best effort by design: the layer delivers at most once, so readers treat it as a hint and fill any gap
+from the database (``streaming.live.reader``). An event is always stored before it is published.
+
+Groups: ``message_group`` (everyone following one reply: SSE, long polls), ``session_group`` (WebSockets, which
+follow every reply of a session) and ``run_group`` (the worker running a reply: cancels). On the layer an event
+travels as ``to_wire`` makes it: strings and numbers only, so msgpack carries it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from chat.events import LoggedEvent
+
+logger = logging.getLogger(__name__)
+
+
+def message_group(message_id: uuid.UUID) -> str:
+    """Channel-layer group of everyone following one message's log."""
+    return f"brook.msg.{message_id.hex}"
+
+
+def session_group(session_id: uuid.UUID) -> str:
+    """Channel-layer group of everyone following all messages of a session (WebSocket clients)."""
+    return f"brook.sess.{session_id.hex}"
+
+
+def run_group(message_id: uuid.UUID) -> str:
+    """Channel-layer group of the worker running a message: control messages (cancel) go here."""
+    return f"brook.run.{message_id.hex}"
+
+
+def to_wire(event: LoggedEvent) -> dict[str, Any]:
+    """The event as it crosses the channel layer (msgpack-friendly: strings and numbers only)."""
+    return {
+        "message_id": event.message_id.hex,
+        "seq": event.seq,
+        "type": event.type,
+        "data": event.data,
+        "ts": event.created_at.isoformat(),
+    }
+
+
+def from_wire(message: dict[str, Any]) -> list[LoggedEvent]:
+    """The events of a ``log.events`` channel-layer message, as ``publish`` sent them."""
+    return [
+        LoggedEvent(
+            message_id=uuid.UUID(hex=wire["message_id"]),
+            seq=int(wire["seq"]),
+            type=str(wire["type"]),
+            data=dict(wire["data"]),
+            created_at=datetime.fromisoformat(wire["ts"]),
+        )
+        for wire in message.get("events", [])
+    ]
+
+
+def layer() -> Any:
+    """This process's channel layer (settings always configure one)."""
+    found = get_channel_layer()
+    if found is None:  # pragma: no cover - settings always configure one
+        raise RuntimeError("No channel layer is configured")
+    return found
+
+
+async def publish(events: Sequence[LoggedEvent], *, session_id: uuid.UUID) -> None:
+    """Send stored events to the message's followers (SSE, long polls) and the session's (WebSockets)."""
+    if not events:
+        return
+    message = {
+        "type": "log.events",
+        "message_id": events[0].message_id.hex,
+        "events": [to_wire(event) for event in events],
+    }
+    channel_layer = layer()
+    try:
+        await asyncio.gather(
+            channel_layer.group_send(message_group(events[0].message_id), message),
+            channel_layer.group_send(session_group(session_id), message),
+        )
+    except Exception:
+        logger.warning("Publishing events of %s failed; readers will catch up from the database", events[0].message_id)
+
+
+def publish_on_commit(events: Sequence[LoggedEvent], *, session_id: uuid.UUID) -> None:
+    """From synchronous code inside a transaction: publish once it has committed."""
+    if events:
+        transaction.on_commit(lambda: async_to_sync(publish)(list(events), session_id=session_id))
+
+
+async def request_stop(message_id: uuid.UUID) -> None:
+    """Tell whichever worker runs ``message_id`` to stop it."""
+    try:
+        await layer().group_send(run_group(message_id), {"type": "run.cancel", "message_id": message_id.hex})
+    except Exception:
+        logger.warning(
+            "Could not broadcast cancel of %s; its runner sees the flag at its next lease renewal", message_id
+        )

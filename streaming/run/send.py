@@ -1,0 +1,32 @@
+"""Sending a visitor's message: store it, publish what was stored, and run or schedule the reply
+(docs/delivery.md, "Running a message"). Every transport sends through ``send_message``."""
+
+from __future__ import annotations
+
+from chat.models import ChatSession, Delivery
+from chat.services import Submitted, message_submit
+from core.db_bridge import db
+from streaming.live import fanout
+from streaming.run import runner
+
+
+async def send_message(
+    *, session: ChatSession, content: str, client_message_id: str | None, delivery: str
+) -> Submitted:
+    """Store the message; batch runs the reply here to its end, every other mode runs it as a task of this worker.
+
+    ``session`` must have its tenant loaded: its limits and policies are read from it, never fetched again. A
+    repeated ``client_message_id`` starts nothing new: the claim inside the runner makes a second start a no-op, and
+    it revives a reply whose worker died before starting it.
+    """
+    submitted = await db(message_submit)(
+        session=session, content=content, client_message_id=client_message_id, delivery=delivery
+    )
+    await fanout.publish(submitted.events, session_id=session.id)  # committed: message_submit's transaction ended
+    for reply_id in submitted.interrupted:
+        await runner.signal_stop(reply_id)
+    if delivery == Delivery.BATCH:
+        await runner.run_until_finished(submitted.reply.id)
+    else:
+        runner.start_detached(submitted.reply.id)
+    return submitted
