@@ -51,9 +51,11 @@ stop-prod: $(VENV)/.base-installed
 test: export DEBUG := 1
 test: $(VENV)/.dev-installed lint typecheck pytest
 
+# lint: ruff, and the one-way stack of docs/architecture.md (.importlinter): a back import fails the build.
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: export DEBUG := 1
 typecheck: $(VENV)/.dev-installed
