@@ -10,24 +10,17 @@ the stack to the response body (``pop_all``), so the slot is taken before anythi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from asgiref.sync import sync_to_async
-
 from chat.models import ChatSession
-from core.limits import holding, stream_slot_take
+from core.limits import HeldStreamSlot
 
 
-@asynccontextmanager
-async def stream_slot(session: ChatSession) -> AsyncIterator[None]:
-    """Hold a slot for one more open stream of ``session`` (its tenant loaded) while the block runs."""
+def stream_slot(session: ChatSession) -> HeldStreamSlot:
+    """``async with stream_slot(session):`` holds a slot for one more open stream of ``session`` (its tenant loaded)
+    while the block runs."""
     tenant = session.tenant
-    slot = await sync_to_async(stream_slot_take, thread_sensitive=False)(
+    return HeldStreamSlot(
         tenant_id=tenant.pk,
         session_id=session.id,
         per_session=tenant.max_streams_per_session,
         per_tenant=tenant.max_concurrent_streams,
     )
-    async with holding(slot):
-        yield

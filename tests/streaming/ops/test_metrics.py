@@ -24,7 +24,7 @@ from streaming.agents.base import Agent, AgentError, Emitter, Turn, Usage
 from streaming.run.runner import run_reply
 from tenants.models import Tenant
 from tests.conftest import SessionInfo, TestAgents
-from tests.streaming.conftest import read_body, start_poll
+from tests.streaming.conftest import parse_sse, read_body, start_poll, stream_chunks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -173,21 +173,22 @@ def test_a_fallback_report_is_counted_by_reason(tenant: Tenant, session: Session
     assert c.delta("brook_fallbacks_total", **labels) == 1
 
 
-async def test_an_open_sse_stream_is_an_active_stream_until_it_ends(
-    tenant: Tenant, session: SessionInfo, settings: Settings
-) -> None:
-    settings.BROOK_DEMO_STEP_SECONDS = 0.3
+async def test_an_open_sse_stream_is_an_active_stream_until_it_ends(tenant: Tenant, session: SessionInfo) -> None:
     client = AsyncClient()
     reply_id = await start_poll(client, session)
     streamed = await client.get(
         f"/api/v1/messages/{reply_id}/stream", headers={"Authorization": f"Bearer {session.token}"}
     )
-    reading = asyncio.create_task(read_body(streamed))
-    await asyncio.sleep(0.2)
+    before = value("brook_active_streams", tenant=tenant.slug, transport="sse")
+    chunks = stream_chunks(streamed)
 
-    assert value("brook_active_streams", tenant=tenant.slug, transport="sse") == 1
-    await reading
-    assert value("brook_active_streams", tenant=tenant.slug, transport="sse") == 0
+    # A chunk read, the stream waits, open, until the next one is asked for; read_body reads the rest.
+    assert (await asyncio.wait_for(anext(chunks), timeout=20)).startswith(b": connected")
+    assert value("brook_active_streams", tenant=tenant.slug, transport="sse") == before + 1
+    assert parse_sse(await asyncio.wait_for(anext(chunks), timeout=20))[0].event == "message.started"
+    assert value("brook_active_streams", tenant=tenant.slug, transport="sse") == before + 1
+    assert parse_sse(await read_body(streamed))[-1].event == "message.completed"
+    assert value("brook_active_streams", tenant=tenant.slug, transport="sse") == before
 
 
 # --- /metrics -------------------------------------------------------------------------------------------------------
