@@ -51,15 +51,19 @@ def _install(sender: Any, connection: Any, **kwargs: Any) -> None:
 
 connection_created.connect(_install)
 
-from unittest import mock  # noqa: E402
-
 from chat import services as chat_services  # noqa: E402
 from chat.models import ChatSession  # noqa: E402
 from core.db_bridge import db  # noqa: E402
 from streaming.agents.base import Agent, Emitter, Turn  # noqa: E402
+from streaming.agents.registry import registered  # noqa: E402
 from streaming.live.reader import Heartbeat, follow  # noqa: E402
 from streaming.run import runner  # noqa: E402
+from tenants.models import Tenant  # noqa: E402
 from tenants.services import tenant_create  # noqa: E402
+
+# The bench tenant's agent: whichever Scripted agent the current measurement put here (streaming/agents/registry.py).
+BENCH_AGENT = "bench-scripted"
+_current: list[Agent] = []
 
 
 class Scripted(Agent):
@@ -87,13 +91,14 @@ def _new_reply(tenant: Any) -> Any:
 
 async def run_with(agent: Agent, tenant: Any, reply: Any = None) -> Any:
     reply = reply or await db(_new_reply)(tenant)
-    with mock.patch("streaming.run.runner.agent_for", return_value=agent):
-        await runner.run_reply(reply_id=reply.id)
+    _current[:] = [agent]
+    await runner.run_reply(reply_id=reply.id)
     return reply
 
 
 async def main() -> None:
     tenant = await db(tenant_create)(name=f"bench-{time.time()}", streaming_enabled=True, max_stream_seconds=600)
+    await db(Tenant.objects.filter(pk=tenant.pk).update)(agent=BENCH_AGENT)
     print(f"# Brook live benchmark — {time.strftime('%Y-%m-%d %H:%M')} UTC")
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -137,8 +142,7 @@ async def main() -> None:
 
         watcher = asyncio.create_task(watch())
         await asyncio.sleep(0.01)
-        with mock.patch("streaming.run.runner.agent_for", return_value=Scripted(20, 0.001, first_emit)):
-            await runner.run_reply(reply_id=reply.id)
+        await run_with(Scripted(20, 0.001, first_emit), tenant, reply)
         await asyncio.wait_for(watcher, 10)
         latencies.append((received[0] - first_emit[0]) * 1000)
     latencies.sort()
@@ -152,4 +156,5 @@ async def main() -> None:
 
 if __name__ == "__main__":
     call_command("migrate", verbosity=0)
-    asyncio.run(main())
+    with registered(BENCH_AGENT, lambda tenant: _current[0]):
+        asyncio.run(main())

@@ -86,7 +86,7 @@ HEALTHZ_SECONDS = 5.0
 NOT_FOUND_SECONDS = 3.0
 TTFB_OPENS = 50
 # Not 500: every open SSE stream holds a thread of the worker and a PostgreSQL connection of its own (a request's
-# database calls run in its own thread under ASGI, streaming/db.py's included), and PostgreSQL allows 100 connections.
+# database calls run in its own thread under ASGI, core/db_bridge.py's included), and PostgreSQL allows 100 connections.
 IDLE_STREAMS = 50
 IDLE_SESSIONS = 5  # 10 streams each; a session may hold 100 (Tenant.max_streams_per_session)
 LONG_TOKENS = 1000

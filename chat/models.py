@@ -124,7 +124,7 @@ class Message(models.Model):
             models.Index(fields=["session", "created_at"], name="message_session_created"),
             models.Index(fields=["status", "lease_expires_at"], name="message_status_lease"),
             models.Index(fields=["session", "status"], name="message_session_status"),
-            # The admin dashboard reads replies by when they started (streaming/stats.py).
+            # The admin dashboard reads replies by when they started (streaming/ops/stats.py).
             models.Index(fields=["started_at"], name="message_started"),
         ]
 

@@ -1,4 +1,7 @@
-"""How sessions, messages and thought steps look in the API (shared by every endpoint that returns them)."""
+"""How sessions, messages and thought steps look in the API (shared by every endpoint that returns them).
+
+See docs/api.md.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """The ASGI entry point: HTTP through Django, WebSocket through Channels (config/routing.py).
 
-The first request a worker serves also starts its sweeper (streaming/sweeper.py).
+The first request a worker serves also starts its sweeper (streaming/run/sweeper.py).
+
+See docs/operations.md.
 """
 
 import os

@@ -1,4 +1,4 @@
-"""WebSocket routes (Channels)."""
+"""WebSocket routes (Channels) (docs/delivery.md, "WebSocket")."""
 
 from __future__ import annotations
 

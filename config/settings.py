@@ -3,6 +3,8 @@
 Every integration has an embedded default and is switched by one variable (README, "Configuration"):
 no ``DATABASE_URL`` means SQLite, no ``REDIS_URL`` means an in-memory channel layer and a local-memory cache.
 A bad value stops start-up with ``ImproperlyConfigured`` naming the variable.
+
+See docs/operations.md, "Environment variables".
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def _database(url: str) -> dict[str, Any]:
             f"DATABASE_URL has scheme {scheme!r}; Brook supports sqlite:///path and postgres://user@host:port/name."
         )
     config: dict[str, Any] = env.db_url_config(url)
-    # Runners and streams call the database from a few long-lived threads (streaming/db.py): keep their
+    # Runners and streams call the database from a few long-lived threads (core/db_bridge.py): keep their
     # connections, check them before use.
     config["CONN_MAX_AGE"] = _int("DATABASE_CONN_MAX_AGE", 60)
     config["CONN_HEALTH_CHECKS"] = True
@@ -93,7 +95,7 @@ def _database(url: str) -> dict[str, Any]:
         if not config.get("NAME"):
             raise ImproperlyConfigured("DATABASE_URL names no database, e.g. postgres://postgres@127.0.0.1:5432/brook.")
         # Under ASGI each request to a sync view runs in a thread of its own: a pool bounds the process's
-        # connections and lends them out per request and per streaming/db.py call (0 = no pool, persistent
+        # connections and lends them out per request and per core/db_bridge.py call (0 = no pool, persistent
         # connections per thread as CONN_MAX_AGE says). Pooled connections are not persistent ones.
         pool_size = _int("DATABASE_POOL_MAX_SIZE", 20, maximum=1000)
         if pool_size:
@@ -281,7 +283,7 @@ BROOK_DEMO_TOKENS_PER_SECOND = _float("BROOK_DEMO_TOKENS_PER_SECOND", 40.0)
 BROOK_DEMO_STEP_SECONDS = _float("BROOK_DEMO_STEP_SECONDS", 0.4)
 
 # The event log and live delivery (docs/delivery.md).
-# Threads that run every runner's, stream's and long poll's database calls in one worker (streaming/db.py); 0 runs
+# Threads that run every runner's, stream's and long poll's database calls in one worker (core/db_bridge.py); 0 runs
 # them on the caller's sync thread (tests that keep their data in the test's transaction).
 BROOK_DB_THREADS = _int("BROOK_DB_THREADS", 8, maximum=256)
 # Coalescing window for token deltas: the first delta of a burst is written at once, the rest every this many ms.
@@ -311,7 +313,7 @@ BROOK_LLM_IDLE_TIMEOUT = _float("BROOK_LLM_IDLE_TIMEOUT", 20.0, minimum=0.1)
 # Serve /static/ from the ASGI app (make run); production puts a web server in front instead.
 BROOK_SERVE_STATIC = _bool("BROOK_SERVE_STATIC", DEBUG)
 
-# Logs go to stdout: JSON lines (one object each, with the reply's message, session and tenant ids; config/logs.py)
+# Logs go to stdout: JSON lines (one object each, with the reply's message, session and tenant ids; core/logs.py)
 # unless LOG_FORMAT=plain; plain is the default only with DEBUG on.
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain" if DEBUG else "json")
 if LOG_FORMAT not in {"json", "plain"}:

@@ -1,4 +1,7 @@
-"""Brook's URLs: the demo page, health, metrics, the admin and its dashboard, the v1 API and its OpenAPI description."""
+"""Brook's URLs: the demo page, health, metrics, the admin and its dashboard, the v1 API and its OpenAPI description.
+
+See docs/api.md.
+"""
 
 from django.contrib import admin
 from django.urls import include, path

@@ -1,0 +1,1 @@
+"""Tenants: their flags, limits, origins, rollout, staff memberships and change history (docs/tenants.md)."""

@@ -1,4 +1,4 @@
-"""Reads of tenants."""
+"""Reads of tenants (docs/tenants.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Writes to tenants. Views, the admin, management commands and tests all call these functions."""
+"""Writes to tenants. Views, the admin, management commands and tests all call these functions (docs/tenants.md)."""
 
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ def agents() -> Iterator[TestAgents]:
 
 @pytest.fixture(autouse=True)
 def database_threads(request: pytest.FixtureRequest, settings: Settings) -> None:
-    """Database calls from async code run on Brook's shared threads (streaming/db.py) in transactional tests, as in
+    """Database calls from async code run on Brook's shared threads (core/db_bridge.py) in transactional tests, as in
     production. A test whose data sits in its own uncommitted transaction runs them on its thread instead: another
     thread's connection would not see that data."""
     marker = request.node.get_closest_marker("django_db")

@@ -1,9 +1,9 @@
 """Which agent answers for a tenant: a registry of agent factories by the name in ``Tenant.agent``
 (docs/architecture.md, "Agents").
 
-``agent_for(tenant)`` builds a fresh agent for each reply. ``register(name, factory)`` adds one (tests register
-scripted agents through the ``agent_registry`` fixture, never by patching). A name no factory has is a
-``LookupError``, which the runner records as the reply's ``AGENT_ERROR``.
+``agent_for(tenant)`` builds a fresh agent for each reply. ``registered(name, factory)`` adds one for the length of
+a block (tests give tenants scripted agents through the ``agents`` fixture of tests/conftest.py, never by patching).
+A name no factory has is a ``LookupError``, which the runner records as the reply's ``AGENT_ERROR``.
 """
 
 from __future__ import annotations

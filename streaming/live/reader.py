@@ -20,8 +20,10 @@ from typing import Any
 from django.conf import settings
 
 from chat.events import LoggedEvent
+from chat.models import Message
 from chat.selectors import PAGE, events_after
 from core.db_bridge import db
+from core.errors import ApiError, ErrorCode
 from streaming.live.fanout import from_wire, layer, message_group
 
 GAP_READ_ATTEMPTS = 10
@@ -82,6 +84,23 @@ async def admit(message_id: uuid.UUID, cursor: Cursor, live: list[LoggedEvent]) 
                 break
             await asyncio.sleep(0.01 * (attempt + 1))
     return out
+
+
+def check_cursor(message: Message, after: int, last: int) -> None:
+    """A reader may start after any seq up to the log's ``last``; 410 ``LOG_EXPIRED`` once the log is compacted,
+    400 ``STREAM_003`` for a cursor past its end."""
+    if message.log_compacted_at is not None:
+        raise ApiError(
+            ErrorCode.LOG_EXPIRED,
+            "This reply's event log has passed its retention period; GET the message for its content.",
+            status_code=410,
+        )
+    if after > last:
+        raise ApiError(
+            ErrorCode.STREAM_INVALID_PARAMETERS,
+            f"The cursor {after} is past the end of this message's log (last seq {last}).",
+            details={"last_seq": last},
+        )
 
 
 def recheck_seconds(recheck: float) -> float:

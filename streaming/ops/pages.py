@@ -1,4 +1,7 @@
-"""Project-level pages: the demo site, the liveness check (/healthz) and the readiness check (/readyz)."""
+"""Project-level pages: the demo site, the liveness check (/healthz) and the readiness check (/readyz).
+
+See docs/operations.md.
+"""
 
 from __future__ import annotations
 

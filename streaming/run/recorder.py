@@ -4,6 +4,8 @@ Store, then publish: every event is written (with the step rows and snapshots it
 Token deltas are coalesced: the first delta of a burst is written at once; deltas that follow within
 ``BROOK_DELTA_FLUSH_MS`` are merged into one event and written together when the window closes, so database writes
 grow with steps and time, not tokens. Steps, tool calls and the terminal event are written at once.
+
+See docs/events.md.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ class LogRecorder(Emitter):
         delivery: str = "",
     ) -> None:
         self.reply_id = reply_id
-        self._metric_labels = {"tenant": tenant, "delivery": delivery}  # streaming/metrics.py
-        # What the tenant lets the widget see: hidden parts are neither stored nor sent (streaming/visibility.py).
+        self._metric_labels = {"tenant": tenant, "delivery": delivery}  # core/metrics.py
+        # What the tenant lets the widget see: hidden parts are neither stored nor sent (chat/visibility.py).
         self._keeps_steps = shows_steps(visibility)
         self._keeps_reasoning = shows_reasoning(visibility)
         self._next_seq = next_seq

@@ -38,11 +38,11 @@ from core import metrics
 from core.db_bridge import db, release_request_thread, wait_released
 from core.errors import ApiError, ErrorCode
 from core.serializers import ErrorSerializer, TextField
-from streaming.live.reader import stored_after, wait_for_events
+from streaming.live.reader import check_cursor, stored_after, wait_for_events
 from streaming.run import runner
 from streaming.run.send import send_message
 from streaming.transports.encode import poll_event
-from streaming.transports.sse import check_cursor, send_and_stream, sse_response
+from streaming.transports.sse import send_and_stream, sse_response
 
 MAX_WAIT_SECONDS = 25.0
 

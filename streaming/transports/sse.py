@@ -25,31 +25,13 @@ from chat.selectors import log_last_seq
 from chat.visibility import redact_event
 from core import metrics
 from core.db_bridge import db, release_request_thread
-from core.errors import ApiError, ErrorCode
-from streaming.live.reader import Heartbeat, follow
+from streaming.live.reader import Heartbeat, check_cursor, follow
 from streaming.run import runner
 from streaming.run.send import send_message
 from streaming.transports.encode import SSE_HEARTBEAT, SSE_PREAMBLE, sse_frame
 from streaming.transports.slots import stream_slot
 
 logger = logging.getLogger(__name__)
-
-
-def check_cursor(message: Message, after: int, last: int) -> None:
-    """A reader may start after any seq up to the log's ``last``; 410 ``LOG_EXPIRED`` once the log is compacted,
-    400 ``STREAM_003`` for a cursor past its end."""
-    if message.log_compacted_at is not None:
-        raise ApiError(
-            ErrorCode.LOG_EXPIRED,
-            "This reply's event log has passed its retention period; GET the message for its content.",
-            status_code=410,
-        )
-    if after > last:
-        raise ApiError(
-            ErrorCode.STREAM_INVALID_PARAMETERS,
-            f"The cursor {after} is past the end of this message's log (last seq {last}).",
-            details={"last_seq": last},
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The reply routes (``streaming.transports.http``): send, cancel, poll, stream, EventSource start."""
+"""The reply routes (``streaming.transports.http``): send, cancel, poll, stream, EventSource start (docs/api.md)."""
 
 from django.urls import path
 

@@ -34,7 +34,7 @@ from core.db_bridge import db
 from core.errors import ApiError, ErrorCode
 from core.serializers import TextField
 from streaming.live.fanout import session_group
-from streaming.live.reader import LogReader, recheck_seconds
+from streaming.live.reader import LogReader, check_cursor, recheck_seconds
 from streaming.run import runner
 from streaming.run.send import send_message
 from streaming.transports.encode import ws_frame
@@ -175,11 +175,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         frame.is_valid(raise_exception=True)
         message = await self._message(frame.validated_data["message_id"])
         after = frame.validated_data["after"]
-        last = await db(log_last_seq)(message_id=message.id)
-        if message.log_compacted_at is not None:
-            raise ApiError(ErrorCode.LOG_EXPIRED, "This reply's event log has passed its retention period.")
-        if after > last:
-            raise ApiError(ErrorCode.STREAM_INVALID_PARAMETERS, f"after {after} is past the end of the log ({last}).")
+        check_cursor(message, after, await db(log_last_seq)(message_id=message.id))
         async with self.sending:
             self.reader.follow_from(message.id, after)
             await self._send_all(self.reader.catch_up(message.id))

@@ -95,7 +95,7 @@ WIDGET_CALLS = [
     ),
 ]
 
-# Routes served by async views (streaming/views.py): the middleware's async path.
+# Routes served by async views (streaming/transports/http.py): the middleware's async path.
 ASYNC_CALLS = [call for call in WIDGET_CALLS if call.name in {"message poll", "message SSE", "EventSource start"}]
 
 

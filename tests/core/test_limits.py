@@ -1,5 +1,5 @@
 """Per-tenant limits: sliding-window rates for messages, sessions and fallback reports, and leased slots for open
-streams; refusals are 429 with a Retry-After and leave nothing stored (tenants/limits.py)."""
+streams; refusals are 429 with a Retry-After and leave nothing stored (core/limits.py)."""
 
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ Events: ``message_start`` (input tokens), ``content_block_start`` (text, thinkin
 ``message_stop``, and ``error`` inside a 200 stream (overloaded). Thinking blocks are kept with their signature and
 sent back on the next turn of a tool loop, as the API requires. Text may also carry ``<thinking>`` tags (Claude
 prompted to think out loud); they go through ``streaming.agents.reasoning`` like any provider's text.
+
+See docs/providers.md.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ Events: ``contentBlockStart`` (tool use), ``contentBlockDelta`` (``text``, ``rea
 Credentials: a tenant's secret (or ``BROOK_LLM_API_KEY``) of the form ``ACCESS_KEY_ID:SECRET_ACCESS_KEY``; otherwise
 boto3's own chain (environment, profile, instance role). ``llm_base_url`` is the endpoint URL (blank: AWS's);
 the region is ``BROOK_LLM_REGION`` (default ``us-east-1``).
+
+See docs/providers.md.
 """
 
 from __future__ import annotations

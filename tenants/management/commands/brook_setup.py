@@ -1,4 +1,7 @@
-"""`manage.py brook_setup`: what `make run` needs besides migrations: the demo tenant and a local admin login."""
+"""`manage.py brook_setup`: what `make run` needs besides migrations: the demo tenant and a local admin login.
+
+See docs/tenants.md.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The admin dashboard (streaming/dashboard.py, streaming/charts.py): who sees which tenants' numbers, the window and
-tenant choices, bad queries, and the SVG charts."""
+"""The admin dashboard (streaming/ops/dashboard.py, streaming/ops/charts.py): who sees which tenants' numbers, the
+window and tenant choices, bad queries, and the SVG charts."""
 
 from __future__ import annotations
 

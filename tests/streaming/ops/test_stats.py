@@ -1,4 +1,4 @@
-"""The dashboard's reads (streaming/stats.py): replies per bucket by how they ended, TTFT percentiles, error and
+"""The dashboard's reads (streaming/ops/stats.py): replies per bucket by how they ended, TTFT percentiles, error and
 fallback rates, errors and fallbacks broken down, per-tenant rows, all confined to the asked tenants and window."""
 
 from __future__ import annotations
