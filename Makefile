@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run run-prod stop-prod test lint typecheck pytest install install-dev migrate clean bench-live bench-limits \
+.PHONY: run run-prod stop-prod test test-fast lint typecheck pytest install install-dev migrate clean bench-live bench-limits \
 	bench-widget bench-servers bench
 
 $(PY):
@@ -64,6 +64,11 @@ typecheck: $(VENV)/.dev-installed
 pytest: export DEBUG := 1
 pytest: $(VENV)/.dev-installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# make test-fast: the quick loop (under two minutes): pytest without the browser, stack and slow tests (pyproject.toml).
+test-fast: export DEBUG := 1
+test-fast: $(VENV)/.dev-installed
+	$(PY) -m pytest -m "not browser and not stack and not slow" $(PYTEST_ARGS)
 
 migrate: export DEBUG := $(if $(DEBUG),$(DEBUG),1)
 migrate: $(VENV)/.base-installed

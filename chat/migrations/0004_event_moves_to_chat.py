@@ -1,6 +1,10 @@
 """The event log's model moves from the streaming app to chat (issue 14), keeping its table ``streaming_event`` and
 every row: only Django's state changes. The ``streaming.event`` content type is renamed, so permissions and admin
-history that point at it follow the model."""
+history that point at it follow the model (content types are created after migrations, so ``chat.event`` cannot exist
+yet when this runs on a database that had ``streaming.event``).
+
+Until streaming 0002 runs, the migration state has both models on the one table: a later chat migration that touches
+``Event`` must depend on ``("streaming", "0002_event_moves_to_chat")`` too."""
 
 import django.db.models.deletion
 import django.utils.timezone

@@ -99,6 +99,7 @@ def probe(script: str, **env: str) -> list[str]:
     return result.stdout.split()
 
 
+@pytest.mark.slow  # starts Django in a fresh interpreter several times
 def test_production_logs_json_and_https_turns_on_secure_cookies_and_hsts() -> None:
     production = {"DEBUG": "0", "SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "brook.example.com"}
 

@@ -34,7 +34,7 @@ from tenants.services import tenant_update
 from tests.conftest import database_url, request
 from tests.streaming.conftest import SseEvent, assert_whole_log, open_stream, parse_sse, read_frames
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.stack]
 
 A, B = 0, 1
 TERMINAL = {"message.completed", "message.cancelled", "message.failed"}

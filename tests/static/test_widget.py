@@ -10,7 +10,7 @@ from chat.models import FallbackReport, Message, MessageStatus, ThoughtStep
 from tests.conftest import ROOT
 from tests.static.conftest import VIEWPORT, OpenWidget, Proxy, Widget
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.stack]
 
 QUESTION = "How does streaming work in Brook, and what happens when the network drops?"  # a three-part answer
 STATEMENT = "I like rivers and long walks by the water."  # a shorter one

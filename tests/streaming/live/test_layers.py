@@ -13,6 +13,8 @@ from deploy.stack import Stack, StackConfig
 from streaming.live.layers import ResilientRedisChannelLayer
 from tests.conftest import free_port
 
+pytestmark = pytest.mark.stack  # a redis-server of its own
+
 
 @pytest.fixture
 async def private_redis(tmp_path: Path) -> AsyncIterator[Stack]:

@@ -19,7 +19,7 @@ from tenants.models import Tenant, TenantMembership
 from tests.conftest import ROOT, daphne_start
 from tests.static.conftest import Chromium
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.stack]
 
 PASSWORD = "pw-for-tests-only"
 SCREENSHOT = ROOT / "docs" / "img" / "dashboard.png"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -28,6 +28,20 @@ from tests.streaming.conftest import (
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 QUESTION = "How do I rotate my API keys safely?"
+
+T = TypeVar("T")
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, *, seconds: float = 10) -> T:
+    """``probe``'s first truthy answer, asked again and again for ``seconds`` at most; the test fails if none comes."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        answer = await probe()
+        if answer:
+            return answer
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"never within {seconds} s: {what}")
+        await asyncio.sleep(0.02)
 
 
 async def test_polling_with_the_cursor_sees_every_event_exactly_once(session: SessionInfo) -> None:
@@ -53,12 +67,11 @@ async def test_a_poll_shows_progress_and_the_steps_so_far(session: SessionInfo, 
     reply_id = await start_poll(client, session)
     auth = {"Authorization": f"Bearer {session.token}"}
 
-    body: dict[str, Any] = {}
-    for _ in range(100):
-        body = (await client.get(f"/api/v1/messages/{reply_id}", {"wait": 2}, headers=auth)).json()
-        if body["content"]:
-            break
-        await asyncio.sleep(0.05)
+    async def poll_with_content() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await client.get(f"/api/v1/messages/{reply_id}", headers=auth)).json()
+        return body if body["content"] else None
+
+    body = await eventually(poll_with_content, "a poll shows some of the answer")
 
     assert body["status"] == "running"
     assert body["content"] and body["steps"]
@@ -344,10 +357,9 @@ async def test_the_history_shows_a_running_reply_so_far(session: SessionInfo, se
     settings.BROOK_DEMO_TOKENS_PER_SECOND = 30
     client = AsyncClient()
     reply_id = await start_poll(client, session)
-    for _ in range(200):
-        if await sync_to_async(Event.objects.filter(message_id=reply_id, type="text.delta").exists)():
-            break
-        await asyncio.sleep(0.02)
+    await eventually(
+        sync_to_async(Event.objects.filter(message_id=reply_id, type="text.delta").exists), "the answer's first token"
+    )
 
     history = (await client.get(session.url, headers={"Authorization": f"Bearer {session.token}"})).json()
 

@@ -17,7 +17,7 @@ from tenants.services import tenant_update
 from tests.conftest import Server, request
 from tests.streaming.conftest import assert_whole_log, open_stream, parse_sse, read_frames, start_reply
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.stack]
 
 
 def test_sse_through_daphne_sends_headers_at_once_and_resumes_after_a_drop(server: Server, tenant: Any) -> None:
