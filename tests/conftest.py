@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -10,11 +11,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from django.conf import settings
@@ -36,29 +37,38 @@ from tenants.services import tenant_create
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Settings) -> None:
+    """Staff logins in tests hash with MD5: PBKDF2's deliberate slowness is not what these tests measure."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def fast_demo_agent(settings: Settings) -> None:
     """The demo agent runs without its model-like pauses in tests."""
     settings.BROOK_DEMO_TOKENS_PER_SECOND = 0
     settings.BROOK_DEMO_STEP_SECONDS = 0
 
 
+T = TypeVar("T")
+
+
 @dataclass
-class TestAgent:
+class GivenAgent:
     """An agent a test gave a tenant; ``built`` counts the replies it was asked to answer."""
 
     agent: Agent
     built: int = 0
 
 
-class TestAgents:
+class Agents:
     """Gives tenants scripted agents through Brook's agent registry (``streaming.agents.registry``), not by patching."""
 
     def __init__(self, stack: ExitStack) -> None:
         self._stack = stack
 
-    def use(self, tenant: Tenant, agent: Agent) -> TestAgent:
+    def use(self, tenant: Tenant, agent: Agent) -> GivenAgent:
         """From now on ``tenant``'s replies are answered by ``agent`` (the same object for every reply)."""
-        entry = TestAgent(agent)
+        entry = GivenAgent(agent)
         name = f"test-{uuid.uuid4().hex[:12]}"
 
         def build(_tenant: Tenant) -> Agent:
@@ -81,9 +91,9 @@ class Silent(Agent):
 
 
 @pytest.fixture
-def agents() -> Iterator[TestAgents]:
+def agents() -> Iterator[Agents]:
     with ExitStack() as stack:
-        yield TestAgents(stack)
+        yield Agents(stack)
 
 
 @pytest.fixture(autouse=True)
@@ -202,6 +212,18 @@ def close_runner_connections(django_db_setup: None, django_db_blocker: Any) -> A
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, *, seconds: float = 10) -> T:
+    """``probe``'s first truthy answer, asked again and again for ``seconds`` at most; the test fails if none comes."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        answer = await probe()
+        if answer:
+            return answer
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"never within {seconds} s: {what}")
+        await asyncio.sleep(0.02)
 
 
 # --- Admin helpers ----------------------------------------------------------------------------------------------

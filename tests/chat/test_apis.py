@@ -16,7 +16,7 @@ from chat.models import ChatSession, Message, MessageStatus, Role, StepKind
 from chat.tokens import session_token_issue
 from streaming.agents.base import Agent, Emitter, Turn
 from tenants.models import Tenant
-from tests.conftest import SessionInfo, Silent, TestAgents
+from tests.conftest import Agents, SessionInfo, Silent
 
 pytestmark = pytest.mark.django_db
 
@@ -223,7 +223,7 @@ def test_a_batch_message_returns_the_finished_reply(api: APIClient, session: Ses
 
 
 def test_the_same_client_message_id_returns_the_same_reply_without_a_second_run(
-    api: APIClient, session: SessionInfo, agents: TestAgents, tenant: Tenant
+    api: APIClient, session: SessionInfo, agents: Agents, tenant: Tenant
 ) -> None:
     first = send(api, session, client_message_id="retry-me").json()
 
@@ -323,9 +323,7 @@ def test_posting_without_a_token_is_a_401(api: APIClient, session: SessionInfo) 
     assert response.json()["code"] == "AUTH_REQUIRED"
 
 
-def test_the_agent_sees_the_earlier_turns(
-    api: APIClient, session: SessionInfo, agents: TestAgents, tenant: Tenant
-) -> None:
+def test_the_agent_sees_the_earlier_turns(api: APIClient, session: SessionInfo, agents: Agents, tenant: Tenant) -> None:
     seen: list[Sequence[Turn]] = []
 
     class Recording(Agent):
@@ -357,7 +355,7 @@ class Failing(Agent):
 
 
 def test_an_agent_failure_fails_the_reply_and_keeps_the_partial_answer(
-    api: APIClient, session: SessionInfo, agents: TestAgents, tenant: Tenant
+    api: APIClient, session: SessionInfo, agents: Agents, tenant: Tenant
 ) -> None:
     agents.use(tenant, Failing())
     response = send(api, session)
@@ -372,7 +370,7 @@ def test_an_agent_failure_fails_the_reply_and_keeps_the_partial_answer(
 
 
 def test_a_reply_over_the_tenants_time_limit_fails_with_stream_004(
-    api: APIClient, tenant: Tenant, session: SessionInfo, agents: TestAgents
+    api: APIClient, tenant: Tenant, session: SessionInfo, agents: Agents
 ) -> None:
     import asyncio
 

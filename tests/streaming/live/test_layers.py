@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio
 
 from deploy.stack import Stack, StackConfig
 from streaming.live.layers import ResilientRedisChannelLayer
@@ -22,6 +23,20 @@ async def private_redis(tmp_path: Path) -> AsyncIterator[Stack]:
     await asyncio.to_thread(stack.start_redis)
     yield stack
     await asyncio.to_thread(stack.stop)
+
+
+async def blocked_in_redis(stack: Stack, waiting: asyncio.Task[dict[str, str]]) -> None:
+    """Return once ``waiting`` (a receive) waits inside Redis, so that a restart cuts it off (5 s at most)."""
+    client = redis.asyncio.Redis.from_url(stack.redis_url)
+    try:
+        for _ in range(250):
+            assert not waiting.done()
+            if (await client.info("clients"))["blocked_clients"] >= 1:
+                return
+            await asyncio.sleep(0.02)
+    finally:
+        await client.aclose()
+    raise AssertionError("the receive never reached Redis")
 
 
 async def send_until_received(
@@ -41,7 +56,7 @@ async def test_a_subscription_survives_a_redis_restart(private_redis: Stack) -> 
     channel = await layer.new_channel()
     await layer.group_add("followers", channel)
     waiting = asyncio.create_task(layer.receive(channel))
-    await asyncio.sleep(0.2)
+    await blocked_in_redis(private_redis, waiting)
 
     await asyncio.to_thread(private_redis.restart_redis)
     received = await send_until_received(layer, "followers", waiting)
@@ -59,10 +74,13 @@ async def test_a_discarded_subscription_is_not_restored(private_redis: Stack) ->
     await layer.group_add("followers", dropped)
     await layer.group_discard("followers", dropped)
     waiting = asyncio.create_task(layer.receive(kept))
-    await asyncio.sleep(0.2)
+    await blocked_in_redis(private_redis, waiting)
 
     await asyncio.to_thread(private_redis.restart_redis)
-    await send_until_received(layer, "followers", waiting)
+    await send_until_received(layer, "followers", waiting)  # the memberships are back
+    await layer.send(dropped, {"type": "direct"})
 
-    assert layer._memberships == {kept: {"followers"}}
+    # A channel's messages arrive in the order they were sent: had "dropped" been put back in the group, the ping that
+    # reached "kept" would come before this message.
+    assert await asyncio.wait_for(layer.receive(dropped), timeout=10) == {"type": "direct"}
     await layer.close_pools()

@@ -23,7 +23,7 @@ from core.errors import ErrorCode
 from streaming.agents.base import Agent, AgentError, Emitter, Turn, Usage
 from streaming.run.runner import run_reply
 from tenants.models import Tenant
-from tests.conftest import SessionInfo, TestAgents
+from tests.conftest import Agents, SessionInfo
 from tests.streaming.conftest import parse_sse, read_body, start_poll, stream_chunks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -70,7 +70,7 @@ class Scripted(Agent):
             raise self.error
 
 
-def test_a_completed_reply_counts_its_start_end_tokens_and_timings(tenant: Tenant, agents: TestAgents) -> None:
+def test_a_completed_reply_counts_its_start_end_tokens_and_timings(tenant: Tenant, agents: Agents) -> None:
     reply = queued_reply(tenant)
     slug = tenant.slug
     c = Counting()
@@ -104,7 +104,7 @@ def test_a_completed_reply_counts_its_start_end_tokens_and_timings(tenant: Tenan
     assert value("brook_active_replies", tenant=slug) == 0
 
 
-def test_a_failed_reply_counts_its_error_code(tenant: Tenant, agents: TestAgents) -> None:
+def test_a_failed_reply_counts_its_error_code(tenant: Tenant, agents: Agents) -> None:
     reply = queued_reply(tenant)
     slug = tenant.slug
     c = Counting()
@@ -251,7 +251,7 @@ def test_metrics_answer_get_only() -> None:
     assert response.status_code == 405
 
 
-def test_recording_never_breaks_a_reply(tenant: Tenant, agents: TestAgents) -> None:
+def test_recording_never_breaks_a_reply(tenant: Tenant, agents: Agents) -> None:
     reply = queued_reply(tenant)
 
     agents.use(tenant, Scripted())

@@ -13,7 +13,7 @@ from core.errors import ErrorCode
 from streaming.agents.base import Agent, Emitter, Turn
 from streaming.run.runner import run_reply
 from tenants.models import Tenant
-from tests.conftest import Silent, TestAgents
+from tests.conftest import Agents, Silent
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +37,7 @@ def test_it_runs_a_queued_reply_to_completion(reply: Message) -> None:
     assert not reply.steps.exclude(status=StepStatus.COMPLETED).exists()
 
 
-def test_a_reply_that_is_not_queued_is_left_alone(reply: Message, agents: TestAgents, tenant: Tenant) -> None:
+def test_a_reply_that_is_not_queued_is_left_alone(reply: Message, agents: Agents, tenant: Tenant) -> None:
     Message.objects.filter(id=reply.id).update(status=MessageStatus.CANCELLED)
 
     unused = agents.use(tenant, Silent())
@@ -58,9 +58,7 @@ def test_a_reply_runs_only_once(reply: Message) -> None:
     assert Message.objects.get(id=reply.id).finished_at == first.finished_at
 
 
-def test_steps_left_open_by_a_failing_agent_are_marked_failed(
-    reply: Message, agents: TestAgents, tenant: Tenant
-) -> None:
+def test_steps_left_open_by_a_failing_agent_are_marked_failed(reply: Message, agents: Agents, tenant: Tenant) -> None:
     class Broken(Agent):
         name = "broken"
 

@@ -22,7 +22,7 @@ from streaming.agents.base import Agent, Emitter, Turn
 from streaming.run.recorder import LogRecorder
 from streaming.run.sweeper import sweep_once
 from tenants.models import Tenant
-from tests.conftest import SessionInfo, TestAgents
+from tests.conftest import Agents, SessionInfo, eventually
 from tests.streaming.conftest import assert_whole_log, poll_to_end, stored_log, text_of
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -39,11 +39,8 @@ async def send(client: AsyncClient, session: SessionInfo, content: str = "Tell m
 
 
 async def wait_for(predicate: Any, *, seconds: float = 10) -> None:
-    for _ in range(int(seconds / 0.02)):
-        if await sync_to_async(predicate)():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition never held")
+    """Until ``predicate`` (a database read) holds; the test fails after ``seconds``."""
+    await eventually(sync_to_async(predicate), "the condition", seconds=seconds)
 
 
 # --- cancel ---------------------------------------------------------------------------------------------------------
@@ -143,7 +140,7 @@ class Endless(Agent):
 
 
 async def test_a_run_past_the_tenants_limit_fails_with_stream_004(
-    session: SessionInfo, tenant: Tenant, agents: TestAgents
+    session: SessionInfo, tenant: Tenant, agents: Agents
 ) -> None:
     await sync_to_async(Tenant.objects.filter(pk=tenant.pk).update)(max_stream_seconds=1)
     client = AsyncClient()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -14,7 +14,7 @@ from pytest_django import Settings
 from chat.models import Event, Message, MessageStatus
 from core.limits import open_streams, session_pool
 from tenants.models import Tenant
-from tests.conftest import SessionInfo
+from tests.conftest import SessionInfo, eventually
 from tests.streaming.conftest import (
     assert_whole_log,
     parse_sse,
@@ -30,18 +30,6 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 QUESTION = "How do I rotate my API keys safely?"
 
 T = TypeVar("T")
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, *, seconds: float = 10) -> T:
-    """``probe``'s first truthy answer, asked again and again for ``seconds`` at most; the test fails if none comes."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        answer = await probe()
-        if answer:
-            return answer
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"never within {seconds} s: {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_polling_with_the_cursor_sees_every_event_exactly_once(session: SessionInfo) -> None:

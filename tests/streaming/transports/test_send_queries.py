@@ -49,7 +49,7 @@ async def test_a_stream_send_reads_the_session_and_tenant_once(session: SessionI
     client = AsyncClient()
     _in_request.set(True)
 
-    response = await client.post(
+    response: Any = await client.post(
         session.messages_url,
         {"content": "How do I reset my password?", "mode": "stream"},
         content_type="application/json",

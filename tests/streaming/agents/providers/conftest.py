@@ -12,7 +12,7 @@ from django.test import AsyncClient
 from rest_framework.test import APIClient
 
 from chat.models import Event
-from tests.conftest import SessionInfo
+from tests.conftest import SessionInfo, eventually
 from tests.streaming.agents.providers.fake_upstream import FakeUpstream
 from tests.streaming.conftest import poll_to_end
 
@@ -44,10 +44,9 @@ async def stop_mid_answer(session: SessionInfo, upstream: FakeUpstream) -> list[
         session.messages_url, {"content": "Count slowly", "mode": "poll"}, content_type="application/json", headers=auth
     )
     reply_id = started.json()["id"]
-    for _ in range(300):
-        if await sync_to_async(Event.objects.filter(message_id=reply_id, type="text.delta").exists)():
-            break
-        await asyncio.sleep(0.02)
+    await eventually(
+        sync_to_async(Event.objects.filter(message_id=reply_id, type="text.delta").exists), "the reply's first token"
+    )
     await client.post(f"/api/v1/messages/{reply_id}/cancel", headers=auth)
     events = await poll_to_end(client, reply_id, session.token)
     assert events[-1]["type"] == "message.cancelled"
