@@ -37,12 +37,6 @@ from tenants.services import tenant_create
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings: Settings) -> None:
-    """Staff logins in tests hash with MD5: PBKDF2's deliberate slowness is not what these tests measure."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def fast_demo_agent(settings: Settings) -> None:
     """The demo agent runs without its model-like pauses in tests."""
     settings.BROOK_DEMO_TOKENS_PER_SECOND = 0
