@@ -1,5 +1,6 @@
 """Every write to sessions, messages, thought steps and the event log, and every status change of a reply
-(docs/architecture.md, "Writes"; docs/events.md). Synchronous; async callers wrap them in ``core.db_bridge.db``.
+(docs/architecture.md, "The path of one message"; docs/events.md). Synchronous; async callers wrap them in
+``core.db_bridge.db``.
 
 A reply moves queued → running → completed | cancelled | failed | interrupted, and only here: ``message_submit``
 (queued), ``reply_claim`` (running), ``reply_finish``, ``reply_cancel`` and ``reply_interrupt`` (the ends).
@@ -64,7 +65,20 @@ def session_create(*, tenant: Tenant, visitor_id: str = "") -> ChatSession:
     )
 
 
-def _check_content(*, session: ChatSession, content: str) -> None:
+def _check_text(name: str, value: str) -> None:
+    """Text every database stores: no null characters, no lone surrogates (400 ``INVALID_INPUT``)."""
+    if "\x00" in value:
+        raise ApiError(ErrorCode.INVALID_INPUT, f"{name}: null characters are not allowed.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(ErrorCode.INVALID_INPUT, f"{name}: the text is not valid Unicode.") from None
+
+
+def _check_content(*, session: ChatSession, content: str, client_message_id: str | None) -> None:
+    """The checks every transport's message passes, here where they all submit."""
+    _check_text("content", content)
+    _check_text("client_message_id", client_message_id or "")
     if not content.strip():
         raise ApiError(ErrorCode.INVALID_INPUT, "content: the message is empty.")
     limit = session.tenant.max_message_length
@@ -153,7 +167,7 @@ def message_submit(
     makes retries safe. Reusing the key for other content is a 409. A message sent while a reply is still running
     follows the tenant's double-texting policy.
     """
-    _check_content(session=session, content=content)
+    _check_content(session=session, content=content, client_message_id=client_message_id)
     now = timezone.now()
     try:
         with transaction.atomic():

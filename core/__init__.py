@@ -1,3 +1,3 @@
-"""Brook's foundation, imported by every layer above it and importing none of them (docs/architecture.md, "Layers"):
+"""Brook's foundation, imported by every layer above it and importing none of them (docs/architecture.md, "The stack"):
 API errors and codes, log context, the JSON parser, the database thread bridge, rate and stream-slot primitives,
 metric counters and shared serializer fields."""

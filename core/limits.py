@@ -11,7 +11,6 @@ a member of a sorted set scored by expiry, taken atomically by a Lua script; wit
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import secrets
@@ -23,7 +22,6 @@ from functools import cache as memoize
 from typing import Any, Protocol
 
 import redis
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 
@@ -251,42 +249,3 @@ def stream_slot_take(*, tenant_id: int, session_id: Any, per_session: int, per_t
             )
         taken.append(pool)
     return slot
-
-
-class HeldStreamSlot:
-    """``async with HeldStreamSlot(...)``: take a slot on entry (429 ``TOO_MANY_STREAMS``, nothing held, if there is
-    none), renew it while the block runs, give it back however the block ends.
-
-    A class rather than a generator-based context manager: a stream body abandoned without being closed is finalized
-    by the event loop, and generator-based managers inside it would be finalized concurrently and fail to release.
-    """
-
-    def __init__(self, *, tenant_id: int, session_id: Any, per_session: int, per_tenant: int) -> None:
-        self._limits = {
-            "tenant_id": tenant_id,
-            "session_id": session_id,
-            "per_session": per_session,
-            "per_tenant": per_tenant,
-        }
-        self._slot: StreamSlot | None = None
-        self._renewer: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> StreamSlot:
-        self._slot = await sync_to_async(stream_slot_take, thread_sensitive=False)(**self._limits)
-        self._renewer = asyncio.create_task(self._renew_forever(self._slot))
-        return self._slot
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
-        if self._slot is not None:
-            await asyncio.shield(sync_to_async(self._slot.release, thread_sensitive=False)())
-
-    @staticmethod
-    async def _renew_forever(slot: StreamSlot) -> None:
-        while True:
-            await asyncio.sleep(SLOT_LEASE_SECONDS / 3)
-            try:
-                await sync_to_async(slot.renew, thread_sensitive=False)()
-            except redis.RedisError:
-                logger.warning("Could not renew a stream slot; it lapses unless the next renewal works")

@@ -1,4 +1,5 @@
-"""Logs as one JSON object per line, carrying the ids of the reply being worked on (docs/operations.md, "Logs").
+"""Logs as one JSON object per line, carrying the ids of the reply being worked on (docs/operations.md,
+"Environment variables": ``LOG_FORMAT``).
 
 ``log_context(message_id=..., tenant_id=...)`` binds ids for the current task (contextvars: each asyncio task and
 thread sees its own). ``ContextFilter`` copies them onto each record as it is logged (in the task that logs it), and

@@ -5,7 +5,7 @@ whose panels read chat data (fallbacks, the rollout preview), is ``streaming.ops
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from django.contrib import admin
 from django.contrib.auth.models import User
@@ -17,9 +17,6 @@ from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
 from tenants.models import Tenant, TenantChange, TenantMembership
-
-if TYPE_CHECKING:
-    pass
 
 _M = TypeVar("_M", bound=Model)
 

@@ -1,7 +1,8 @@
 """Reasoning in tags, split from the answer as it streams: ``<think>…</think>``, ``<thinking>…</thinking>`` and kin.
 
-docs/providers.md, "Reasoning". Models that reason in their text (DeepSeek-R1 and Qwen3 served by vLLM or Ollama,
-Claude prompted with ``<thinking>``, OpenThoughts' ``<|begin_of_thought|>``) mix reasoning and answer in one stream.
+docs/providers.md, "What a call looks like in the log". Models that reason in their text (DeepSeek-R1 and Qwen3
+served by vLLM or Ollama, Claude prompted with ``<thinking>``, OpenThoughts' ``<|begin_of_thought|>``) mix
+reasoning and answer in one stream.
 ``TagSplitter`` takes the text in whatever chunks it arrives and hands back ``("reasoning", …)`` and ``("text", …)``
 pieces; any chunking of the same output gives the same reasoning and answer. Rules:
 

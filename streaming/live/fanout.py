@@ -18,9 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import transaction
 
 from chat.events import LoggedEvent
 
@@ -76,28 +74,21 @@ def layer() -> Any:
 
 
 async def publish(events: Sequence[LoggedEvent], *, session_id: uuid.UUID) -> None:
-    """Send stored events to the message's followers (SSE, long polls) and the session's (WebSockets)."""
-    if not events:
-        return
-    message = {
-        "type": "log.events",
-        "message_id": events[0].message_id.hex,
-        "events": [to_wire(event) for event in events],
-    }
+    """Send stored events to each message's followers (SSE, long polls) and the session's (WebSockets): one
+    ``log.events`` message per reply, its events in order."""
+    by_message: dict[uuid.UUID, list[LoggedEvent]] = {}
+    for event in events:
+        by_message.setdefault(event.message_id, []).append(event)
     channel_layer = layer()
-    try:
-        await asyncio.gather(
-            channel_layer.group_send(message_group(events[0].message_id), message),
-            channel_layer.group_send(session_group(session_id), message),
-        )
-    except Exception:
-        logger.warning("Publishing events of %s failed; readers will catch up from the database", events[0].message_id)
-
-
-def publish_on_commit(events: Sequence[LoggedEvent], *, session_id: uuid.UUID) -> None:
-    """From synchronous code inside a transaction: publish once it has committed."""
-    if events:
-        transaction.on_commit(lambda: async_to_sync(publish)(list(events), session_id=session_id))
+    for message_id, batch in by_message.items():
+        message = {"type": "log.events", "message_id": message_id.hex, "events": [to_wire(event) for event in batch]}
+        try:
+            await asyncio.gather(
+                channel_layer.group_send(message_group(message_id), message),
+                channel_layer.group_send(session_group(session_id), message),
+            )
+        except Exception:
+            logger.warning("Publishing events of %s failed; readers will catch up from the database", message_id)
 
 
 async def request_stop(message_id: uuid.UUID) -> None:

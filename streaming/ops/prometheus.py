@@ -1,5 +1,5 @@
 """``GET /metrics``: Prometheus' text format of ``core.metrics``, for allowed networks or a bearer token
-(docs/metrics.md, "Who may read them")."""
+(docs/metrics.md, "Who may read it")."""
 
 from __future__ import annotations
 

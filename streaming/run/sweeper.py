@@ -4,7 +4,7 @@ Every worker runs one (``config/asgi.py`` starts it with the first request); ``m
 process of its own. There is no single point of failure and no coordination: every change is a conditional update
 (``reply_interrupt`` only takes a reply whose lease has lapsed), so two sweepers never end a reply twice.
 
-See docs/delivery.md, "The sweeper".
+See docs/operations.md, "Background work".
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -51,17 +51,25 @@ _ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 404, 40
 View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
 
 
-def json_errors(view: View) -> View:
-    """Render ``ApiError`` as Brook's ``{"code", "message"}`` body, as DRF views do."""
+def api_get(view: View) -> View:
+    """An async GET-only API route: any other method is 405 ``METHOD_NOT_ALLOWED`` (with ``Allow: GET``), and
+    ``ApiError`` renders as Brook's ``{"code", "message"}`` body, as DRF views do. No CSRF check: these routes
+    authenticate with tokens, never cookies (docs/security.md)."""
 
     @functools.wraps(view)
     async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method != "GET":
+            response = ApiError(
+                ErrorCode.METHOD_NOT_ALLOWED, f"{request.method} is not allowed here; use GET.", status_code=405
+            ).response()
+            response["Allow"] = "GET"
+            return response
         try:
             return await view(request, *args, **kwargs)
         except ApiError as error:
             return error.response()
 
-    return wrapper
+    return csrf_exempt(wrapper)
 
 
 def _credential(request: HttpRequest) -> SessionCredential:
@@ -154,7 +162,7 @@ def parse_cursor(raw: str | None, *, name: str) -> int:
     """A cursor is a whole number ≥ 0 (0 = from the start); anything else is a 400 ``STREAM_003``."""
     if raw is None or raw == "":
         return 0
-    if not raw.isdigit() or len(raw) > 10:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:  # ASCII only: "²".isdigit() is true
         raise ApiError(ErrorCode.STREAM_INVALID_PARAMETERS, f"{name} must be a whole number ≥ 0, not {raw[:20]!r}.")
     return int(raw)
 
@@ -163,6 +171,8 @@ def _parse_wait(raw: str | None) -> float:
     if not raw:
         return 0.0
     try:
+        if not raw.isascii():  # float() reads other scripts' digits too
+            raise ValueError(raw)
         wait = float(raw)
     except ValueError:
         raise ApiError(ErrorCode.STREAM_INVALID_PARAMETERS, "wait must be a number of seconds (0-25).") from None
@@ -177,8 +187,7 @@ def message_body(message_id: Any, visibility: str) -> dict[str, Any]:
     return dict(MessageSerializer(message, context={"visibility": visibility}).data)
 
 
-@require_GET
-@json_errors
+@api_get
 async def message_detail(request: HttpRequest, message_id: str) -> HttpResponseBase:
     """Polling: the message, its events after ``after``, and ``next``; ``wait`` long-polls for the first event."""
     credential = _credential(request)
@@ -216,8 +225,7 @@ def _last_event_id(request: HttpRequest) -> int:
     return parse_cursor(request.GET.get("last_event_id"), name="last_event_id")
 
 
-@require_GET
-@json_errors
+@api_get
 async def message_stream(request: HttpRequest, message_id: str) -> HttpResponseBase:
     """SSE of one message, resuming after ``Last-Event-ID`` (or ``last_event_id``)."""
     credential = _credential(request)
@@ -227,8 +235,7 @@ async def message_stream(request: HttpRequest, message_id: str) -> HttpResponseB
     return await sse_response(message.session, message, after)
 
 
-@require_GET
-@json_errors
+@api_get
 async def stream_start(request: HttpRequest) -> HttpResponseBase:
     """EventSource start (seed 004): send ``user_input`` as message ``message_id`` and stream the reply.
 

@@ -21,15 +21,16 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
 from chat.models import ChatSession, Delivery, Message
-from chat.selectors import log_last_seq
+from chat.selectors import log_last_seq, reply_for_client_message
 from chat.visibility import redact_event
 from core import metrics
 from core.db_bridge import db, release_request_thread
+from core.errors import ApiError, ErrorCode
 from streaming.live.reader import Heartbeat, check_cursor, follow
 from streaming.run import runner
 from streaming.run.send import send_message
 from streaming.transports.encode import SSE_HEARTBEAT, SSE_PREAMBLE, sse_frame
-from streaming.transports.slots import stream_slot
+from streaming.transports.slots import StreamSlotHold
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +79,8 @@ async def _viewer_left(message_id: uuid.UUID) -> None:
         await runner.cancel(message_id)
 
 
-async def _sse_body(stream: _Stream, after: int, held: AsyncExitStack) -> AsyncIterator[bytes]:
-    async with held:  # the stream's slot, given back when the stream ends
+async def _sse_body(stream: _Stream, after: int, slot: StreamSlotHold) -> AsyncIterator[bytes]:
+    async with slot:  # renewed while the stream is open, given back when it ends
         with metrics.active_stream(tenant=stream.tenant, transport="sse"):
             yield SSE_PREAMBLE  # headers leave now, before the model's first token
             await release_request_thread()
@@ -100,24 +101,27 @@ async def _sse_body(stream: _Stream, after: int, held: AsyncExitStack) -> AsyncI
 
 
 async def sse_response(
-    session: ChatSession, message: Message, after: int, *, held: AsyncExitStack | None = None
+    session: ChatSession, message: Message, after: int, *, slot: StreamSlotHold | None = None
 ) -> HttpResponseBase:
     """A ``text/event-stream`` of ``message``'s events after ``after``; 204 once the client has them all.
 
-    ``session`` is the message's, its tenant loaded. The stream takes a slot, or owns ``held`` (a stack already
-    holding one); either is given back here when no stream starts (an error, a 204). A stream returned but never
-    iterated lets its slot lapse on its own.
+    ``session`` is the message's, its tenant loaded. The stream takes a slot, or is handed ``slot`` already taken;
+    when no stream starts (an error, a 204) the slot is given back here, otherwise the body owns it
+    (``streaming.transports.slots``).
     """
-    async with AsyncExitStack() as stack:
-        if held is not None:
-            await stack.enter_async_context(held)
+    async with AsyncExitStack() as undo:
+        if slot is not None:
+            undo.push_async_callback(slot.release)
         last = await db(log_last_seq)(message_id=message.id)
         check_cursor(message, after, last)
         if message.is_finished and after >= last:
             return HttpResponse(status=204)  # EventSource stops reconnecting on 204
-        if held is None:
-            await stack.enter_async_context(stream_slot(session))
-        body = _sse_body(_Stream.of(message, session), after, stack.pop_all())
+        if slot is None:
+            slot = StreamSlotHold(session)
+            await slot.take()
+            undo.push_async_callback(slot.release)
+        body = _sse_body(_Stream.of(message, session), after, slot)
+        undo.pop_all()  # the body owns the slot now
     response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
@@ -132,9 +136,19 @@ async def send_and_stream(
     The slot is taken first: a 429 ``TOO_MANY_STREAMS`` leaves nothing stored or half-started. A repeated
     ``client_message_id`` streams the first reply again, after ``after``.
     """
-    async with AsyncExitStack() as held:
-        await held.enter_async_context(stream_slot(session))
+    if after and await db(reply_for_client_message)(session=session, client_message_id=client_message_id or "") is None:
+        raise ApiError(  # a cursor into a reply that does not exist yet: refuse before storing anything
+            ErrorCode.STREAM_INVALID_PARAMETERS,
+            f"The cursor {after} is past the end of this message's log: there is no message with this id yet.",
+            details={"last_seq": 0},
+        )
+    slot = StreamSlotHold(session)
+    await slot.take()
+    try:
         submitted = await send_message(
             session=session, content=content, client_message_id=client_message_id, delivery=Delivery.STREAM
         )
-        return await sse_response(session, submitted.reply, after, held=held.pop_all())
+    except BaseException:
+        await slot.release()
+        raise
+    return await sse_response(session, submitted.reply, after, slot=slot)

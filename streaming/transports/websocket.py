@@ -38,7 +38,7 @@ from streaming.live.reader import LogReader, check_cursor, recheck_seconds
 from streaming.run import runner
 from streaming.run.send import send_message
 from streaming.transports.encode import ws_frame
-from streaming.transports.slots import stream_slot
+from streaming.transports.slots import StreamSlotHold
 from tenants.origins import origin_check
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             )
             require_streaming(self.session)
             self.held = AsyncExitStack()  # what the socket holds while open: its slot and its metric
-            await self.held.enter_async_context(stream_slot(self.session))
+            await self.held.enter_async_context(StreamSlotHold(self.session))
         except ApiError as error:
             await self.accept()
             await self._error(error)
@@ -101,13 +101,34 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         scheme = "https" if self.scope.get("scheme") == "wss" else "http"
         return f"{scheme}://{headers.get(b'host', b'').decode('latin-1')}"
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Run the socket; whatever ends it (a close, or an error the server answers with 1011), its slot, metric,
+        re-reads and subscription are let go."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._let_go()
+
     async def disconnect(self, code: int) -> None:
+        await self._let_go()
+
+    async def _let_go(self) -> None:
+        """Release what the open socket holds; safe to call more than once."""
         if hasattr(self, "rechecking"):
             self.rechecking.cancel()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
         if hasattr(self, "held"):
             await self.held.aclose()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """Frames are JSON text: a binary or empty frame gets an error frame, and the socket stays open."""
+        if not text_data:
+            if hasattr(self, "group"):
+                kind = "binary" if bytes_data is not None else "empty"
+                await self._error(ApiError(ErrorCode.INVALID_JSON, f"Frames must be JSON text; this one was {kind}."))
+            return
+        await super().receive(text_data=text_data, **kwargs)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not hasattr(self, "group"):

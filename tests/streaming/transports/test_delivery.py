@@ -356,3 +356,87 @@ async def test_the_history_shows_a_running_reply_so_far(session: SessionInfo, se
     assert reply["content"]
     await client.post(f"/api/v1/messages/{reply_id}/cancel", headers={"Authorization": f"Bearer {session.token}"})
     await poll_to_end(client, reply_id, session.token)
+
+
+# --- Refused input: a 4xx JSON body, nothing stored --------------------------------------------------------------
+
+
+def es_params(session: SessionInfo, tenant: Tenant, **extra: str) -> dict[str, str]:
+    return {
+        "tenant": tenant.public_key,
+        "session_id": str(session.id),
+        "token": session.stream_token,
+        "message_id": "es-refused",
+        "user_input": QUESTION,
+        **extra,
+    }
+
+
+async def test_a_cursor_takes_ascii_digits_only(session: SessionInfo, tenant: Tenant) -> None:
+    client = AsyncClient()
+    reply_id = await start_poll(client, session)
+    await poll_to_end(client, reply_id, session.token)
+    auth = {"Authorization": f"Bearer {session.token}"}
+
+    answers = [
+        await client.get(f"/api/v1/messages/{reply_id}", {"after": "²"}, headers=auth),
+        await client.get(f"/api/v1/messages/{reply_id}", {"after": "1", "wait": "\u0661"}, headers=auth),
+        await client.get(f"/api/v1/messages/{reply_id}/stream", {"last_event_id": "①"}, headers=auth),
+        await client.get("/api/v1/stream", es_params(session, tenant, last_event_id="\u0663")),
+    ]
+
+    assert [(a.status_code, a.json()["code"]) for a in answers] == [(400, "STREAM_003")] * 4
+    assert await sync_to_async(Message.objects.filter(session_id=session.id).count)() == 2
+
+
+@pytest.mark.parametrize("field", ["user_input", "message_id"])
+async def test_eventsource_start_refuses_a_null_character_and_stores_nothing(
+    session: SessionInfo, tenant: Tenant, field: str
+) -> None:
+    response = await AsyncClient().get("/api/v1/stream", es_params(session, tenant, **{field: "a\x00b"}))
+
+    assert (response.status_code, response.json()["code"]) == (400, "INVALID_INPUT")
+    assert not await sync_to_async(Message.objects.filter(session_id=session.id).exists)()
+
+
+async def test_eventsource_start_with_a_cursor_into_a_message_never_sent_stores_nothing(
+    session: SessionInfo, tenant: Tenant
+) -> None:
+    response = await AsyncClient().get(
+        "/api/v1/stream", es_params(session, tenant, message_id="never-sent"), headers={"Last-Event-ID": "50"}
+    )
+
+    assert (response.status_code, response.json()["code"]) == (400, "STREAM_003")
+    assert not await sync_to_async(Message.objects.filter(session_id=session.id).exists)()
+    assert await sync_to_async(open_streams)(session_pool(session.id)) == 0
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete", "head"])
+async def test_the_read_routes_answer_other_methods_with_a_json_405(session: SessionInfo, method: str) -> None:
+    client = AsyncClient()
+    reply_id = await start_poll(client, session)
+    auth = {"Authorization": f"Bearer {session.token}"}
+
+    answers = [
+        await getattr(client, method)(path, headers=auth)
+        for path in (f"/api/v1/messages/{reply_id}", f"/api/v1/messages/{reply_id}/stream", "/api/v1/stream")
+    ]
+
+    assert [(a.status_code, a["Allow"], a["Content-Type"]) for a in answers] == [(405, "GET", "application/json")] * 3
+    if method != "head":
+        assert {a.json()["code"] for a in answers} == {"METHOD_NOT_ALLOWED"}
+
+
+async def test_a_stream_whose_body_never_starts_is_not_kept_alive(session: SessionInfo) -> None:
+    """The client left while the view ran: nobody reads the body, so nothing may renew its slot (its lease lapses)."""
+    response = await AsyncClient().post(
+        session.messages_url,
+        {"content": QUESTION, "mode": "stream"},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {session.token}"},
+    )
+
+    assert response.status_code == 200
+    renewers = [t for t in asyncio.all_tasks() if t.get_coro().__name__ == "_renew_forever"]  # type: ignore[union-attr]
+    assert renewers == []
+    assert await sync_to_async(open_streams)(session_pool(session.id)) == 1  # taken, and left to lapse

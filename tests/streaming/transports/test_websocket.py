@@ -12,6 +12,7 @@ from pytest_django import Settings
 
 from chat.models import Event
 from config.asgi import router
+from core.limits import open_streams, session_pool
 from tenants.models import Tenant
 from tests.conftest import SessionInfo
 from tests.streaming.conftest import assert_whole_log, stored_log
@@ -151,3 +152,40 @@ async def test_outsiders_and_bad_tokens_are_turned_away(
     assert (foreign_error["code"], foreign_close["code"]) == ("SESSION_NOT_FOUND", 4404)
     assert (forged_error["code"], forged_close["code"]) == ("AUTH_INVALID", 4401)
     assert not await sync_to_async(Event.objects.exists)()
+
+
+@pytest.mark.parametrize(
+    ("send", "kind"),
+    [({"type": "websocket.receive", "bytes": b"\x01"}, "binary"), ({"type": "websocket.receive", "text": ""}, "empty")],
+)
+async def test_a_binary_or_empty_frame_gets_an_error_frame_and_the_socket_stays_open(
+    session: SessionInfo, send: dict[str, Any], kind: str
+) -> None:
+    socket = await connect(session)
+
+    await socket.send_input(send)
+    error = await socket.receive_json_from(timeout=5)
+    await socket.send_json_to({"type": "message", "content": "still there?"})
+    accepted = await socket.receive_json_from(timeout=5)
+
+    assert (error["type"], error["code"]) == ("error", "INVALID_JSON")
+    assert kind in error["message"]
+    assert accepted["type"] == "message.accepted"
+    await socket.disconnect()
+
+
+async def test_a_socket_that_fails_gives_its_stream_slot_back(
+    session: SessionInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: Any, content: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a handler bug")
+
+    monkeypatch.setattr("streaming.transports.websocket.SessionConsumer.receive_json", broken)
+    socket = await connect(session)
+    assert await sync_to_async(open_streams)(session_pool(session.id)) == 1
+
+    await socket.send_json_to({"type": "message", "content": "hello"})
+    with pytest.raises(RuntimeError):
+        await socket.wait(timeout=5)
+
+    assert await sync_to_async(open_streams)(session_pool(session.id)) == 0
