@@ -1,8 +1,10 @@
 """Per-tenant CORS for the widget API (docs/security.md, "Origins and CORS").
 
-For ``/api/v1/`` only. A browser request with an ``Origin`` header is matched to every tenant it names (its token's
-tenant, the ``tenant`` key in the query, the ``tenant`` in a JSON body) and refused with 403 ``ORIGIN_NOT_ALLOWED``
-unless each of them lists the origin; allowed responses echo the exact origin (never ``*``) with ``Vary: Origin``.
+For ``/api/v1/`` only; the agent API under ``/api/v1/agent/`` is for servers, and any request there that carries an
+``Origin`` (a browser's) is refused with 403 ``ORIGIN_NOT_ALLOWED``, preflights included. Elsewhere, a browser request
+with an ``Origin`` header is matched to every tenant it names (its token's tenant, the ``tenant`` key in the query,
+the ``tenant`` in a JSON body) and refused with 403 ``ORIGIN_NOT_ALLOWED`` unless each of them lists the origin;
+allowed responses echo the exact origin (never ``*``) with ``Vary: Origin``.
 Brook authenticates with bearer tokens, never cookies, so ``Access-Control-Allow-Credentials`` is never sent.
 Preflights carry no credential: they are answered for any origin some active tenant allows.
 """
@@ -20,12 +22,14 @@ from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
 
 from chat.tokens import TokenError, TokenKind, session_token_read
-from core.errors import ApiError
+from core.errors import ApiError, ErrorCode
 from tenants.models import Tenant
 from tenants.origins import any_tenant_allows, origin_check
 from tenants.selectors import tenant_get_active
 
 API_PREFIX = "/api/v1/"
+# The agent API is for tenants' servers (server keys), never browsers: a request there with an Origin is refused.
+SERVER_PREFIX = "/api/v1/agent/"
 ALLOW_METHODS = "GET, POST, OPTIONS"
 ALLOW_HEADERS = "Authorization, Content-Type, Last-Event-ID"
 EXPOSE_HEADERS = "Retry-After"
@@ -105,6 +109,13 @@ def _finish(request: HttpRequest, response: HttpResponseBase, readable: bool) ->
 def _before(request: HttpRequest) -> tuple[HttpResponseBase | None, bool]:
     """(an answer that ends the request here, or None; whether the response may be read from the origin)."""
     origin = request.headers.get("Origin", "")
+    if request.path.startswith(SERVER_PREFIX):
+        refused = ApiError(
+            ErrorCode.ORIGIN_NOT_ALLOWED,
+            "The agent API is for servers: browsers may not call it, and a server key must never reach one.",
+            status_code=403,
+        )
+        return refused.response(), False
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         return _preflight(request, origin), False
     tenants = request_tenants(request)

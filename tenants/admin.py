@@ -7,16 +7,19 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar, TypeVar
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model, QuerySet
+from django.db.models import ForeignKey, Model, QuerySet
 from django.db.models.fields.related import RelatedField
-from django.http import HttpRequest
+from django.forms import ModelChoiceField, ModelForm
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
-from tenants.models import Tenant, TenantChange, TenantMembership
+from tenants.models import ChangeSource, ServerKey, Tenant, TenantChange, TenantMembership
+from tenants.services import server_key_create, server_key_revoke
 
 _M = TypeVar("_M", bound=Model)
 
@@ -132,3 +135,66 @@ class TenantMembershipAdmin(admin.ModelAdmin[TenantMembership]):
 
     def has_delete_permission(self, request: HttpRequest, obj: TenantMembership | None = None) -> bool:
         return request.user.is_superuser
+
+
+@admin.register(ServerKey)
+class ServerKeyAdmin(TenantScopedAdmin[ServerKey]):
+    """A tenant's server keys (docs/agents.md, "Server keys"): made here, the key shown once on the page after saving;
+    revoked with an action; never edited or deleted, so the record of who had access stays."""
+
+    tenant_path = "tenant"
+    list_display = ["prefix", "name", "tenant", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [("tenant", TenantFilter), ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["prefix", "name"]
+    list_select_related = ["tenant"]
+    actions = ["revoke"]
+    _shown = ["prefix", "name", "tenant", "created_by", "created_at", "last_used_at", "revoked_at"]
+
+    def get_fields(self, request: HttpRequest, obj: ServerKey | None = None) -> tuple[str, ...]:
+        return tuple(self._shown) if obj is not None else ("tenant", "name")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ServerKey | None = None) -> list[str]:
+        return self._shown if obj is not None else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: ServerKey | None = None) -> bool:
+        return False
+
+    def formfield_for_foreignkey(
+        self, db_field: ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> ModelChoiceField[Any] | None:
+        tenant = admin_tenant(request)
+        if db_field.name == "tenant" and tenant is not None:
+            kwargs["queryset"] = Tenant.objects.filter(pk=tenant.pk)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: ServerKey, form: ModelForm[ServerKey], change: bool) -> None:
+        if change:
+            return  # nothing about a key can be edited
+        key, shown_once = server_key_create(
+            tenant=form.cleaned_data["tenant"],
+            name=form.cleaned_data["name"],
+            actor=admin_actor(request),
+            source=ChangeSource.ADMIN,
+        )
+        for field in ServerKey._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(key, field.attname))
+        obj._state.adding = False
+        request.brook_server_key = shown_once  # type: ignore[attr-defined] # for response_add, this request only
+
+    def response_add(self, request: HttpRequest, obj: ServerKey, post_url_continue: str | None = None) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": obj,
+            "key": getattr(request, "brook_server_key", ""),
+            "title": f"Server key {obj.prefix}",
+        }
+        response = TemplateResponse(request, "admin/tenants/serverkey/created.html", context)
+        response["Cache-Control"] = "no-store"  # the key must not stay in any cache
+        return response
+
+    @admin.action(description="Revoke the selected keys (at once)")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ServerKey]) -> None:
+        actor = admin_actor(request)
+        revoked = [key.prefix for key in queryset if server_key_revoke(key=key, actor=actor, source=ChangeSource.ADMIN)]
+        self.message_user(request, f"Revoked {len(revoked)} key(s): {', '.join(revoked) or 'none'}.", messages.SUCCESS)

@@ -1,4 +1,4 @@
-"""The widget's configuration endpoint (docs/api.md)."""
+"""The widget's configuration endpoint (docs/api.md) and the agent API's key check (docs/agents.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from core.errors import ApiError, ErrorCode
 from core.serializers import ErrorSerializer
+from tenants.access import ServerKeyAPIView
 from tenants.models import Tenant
 from tenants.rollout import SESSION_DELIVERIES, delivery_for, rollout_bucket
 from tenants.selectors import tenant_get_active
@@ -91,3 +92,32 @@ class WidgetConfigApi(APIView):
         if tenant is None:
             raise ApiError(ErrorCode.TENANT_NOT_FOUND, "No active tenant has this key.", status_code=404)
         return Response(widget_config(tenant=tenant, request=request, visitor_id=visitor_id))
+
+
+class ServerKeyApi(ServerKeyAPIView):
+    """The key a server is calling with and its tenant: an orchestrator's check that its key works."""
+
+    class ServerKeySerializer(serializers.Serializer[Any]):
+        prefix = serializers.CharField(help_text="The key's visible part, bsk_ and 8 characters.")
+        name = serializers.CharField()
+        created_at = serializers.DateTimeField()
+        last_used_at = serializers.DateTimeField(allow_null=True)
+
+    class TenantSummarySerializer(serializers.Serializer[Any]):
+        name = serializers.CharField()
+        slug = serializers.CharField()
+        public_key = serializers.CharField()
+        agent = serializers.CharField()
+
+    class ServerKeyInfoSerializer(serializers.Serializer[Any]):
+        key = serializers.DictField()
+        tenant = serializers.DictField()
+
+    @extend_schema(responses={200: ServerKeyInfoSerializer, 401: OpenApiResponse(ErrorSerializer)})
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "key": self.ServerKeySerializer(self.server_key).data,
+                "tenant": self.TenantSummarySerializer(self.tenant).data,
+            }
+        )

@@ -269,3 +269,31 @@ class TenantChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant} {self.created_at:%Y-%m-%d %H:%M}: {', '.join(self.changes)}"
+
+
+class ServerKey(models.Model):
+    """A key a tenant's own servers send as ``Authorization: Bearer`` (the agent API; docs/agents.md).
+
+    The key is shown once, when it is made; Brook keeps its visible ``prefix`` (``bsk_`` and 8 characters, to tell
+    keys apart) and a SHA-256 hash of the whole key (``tenants.keys``). A revoked key opens nothing from that moment.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="server_keys")
+    name = models.CharField(max_length=100, help_text="What the key is for, e.g. 'production orchestrator'.")
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="server_key_tenant_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

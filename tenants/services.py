@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.utils.text import slugify
 
-from tenants.models import Agent, ChangeSource, Tenant, TenantChange
+from tenants.keys import new_key
+from tenants.models import Agent, ChangeSource, ServerKey, Tenant, TenantChange
 from tenants.origins import origins_changed
 
 # The fields an operator may change with `tenants set` (and the admin); everything else is managed by Brook.
@@ -138,3 +142,55 @@ def tenant_ensure_demo() -> tuple[Tenant, bool]:
         agent=Agent.DEMO,
     )
     return tenant, True
+
+
+# A key's last use is written at most this often: one write a minute, not one per request.
+KEY_USE_PRECISION = timedelta(minutes=1)
+
+
+def server_key_create(
+    *, tenant: Tenant, name: str, actor: User | None = None, source: ChangeSource = ChangeSource.SYSTEM
+) -> tuple[ServerKey, str]:
+    """A new server key for ``tenant`` and the key itself, which is shown this once and never stored; recorded in
+    the tenant's change history. Raises ValidationError for a blank or over-long name."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise ValidationError({"name": "A key needs a name of 1 to 100 characters."})
+    for _attempt in range(3):  # a prefix is 8 random characters of 36: a clash is rare, and retried
+        made = new_key()
+        try:
+            with transaction.atomic():
+                key = ServerKey.objects.create(
+                    tenant=tenant, name=name, prefix=made.prefix, secret_hash=made.secret_hash, created_by=actor
+                )
+                TenantChange.objects.create(
+                    tenant=tenant, actor=actor, source=source, changes={"server_key": [None, f"{made.prefix} {name}"]}
+                )
+        except IntegrityError:
+            continue
+        return key, made.key
+    raise RuntimeError("Could not find a free server key prefix")
+
+
+def server_key_revoke(*, key: ServerKey, actor: User | None = None, source: ChangeSource = ChangeSource.SYSTEM) -> bool:
+    """Revoke ``key`` from now on; False if it was revoked already. Recorded in the tenant's change history."""
+    with transaction.atomic():
+        revoked = ServerKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        if revoked:
+            TenantChange.objects.create(
+                tenant_id=key.tenant_id,
+                actor=actor,
+                source=source,
+                changes={"server_key": [f"{key.prefix} {key.name}", f"{key.prefix} revoked"]},
+            )
+    key.refresh_from_db(fields=["revoked_at"])
+    return bool(revoked)
+
+
+def server_key_touch(*, key: ServerKey) -> None:
+    """Note that ``key`` was just used (to the minute)."""
+    now = timezone.now()
+    if key.last_used_at is not None and now - key.last_used_at < KEY_USE_PRECISION:
+        return
+    ServerKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    key.last_used_at = now

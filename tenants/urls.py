@@ -4,4 +4,5 @@ from tenants import apis
 
 urlpatterns = [
     path("widget/config", apis.WidgetConfigApi.as_view(), name="widget-config"),
+    path("agent/key", apis.ServerKeyApi.as_view(), name="agent-key"),
 ]

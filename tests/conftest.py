@@ -239,6 +239,9 @@ TENANT_STAFF_PERMISSIONS = (
     "view_thoughtstep",
     "view_fallbackreport",
     "view_event",
+    "add_serverkey",
+    "change_serverkey",
+    "view_serverkey",
 )
 
 

@@ -1,4 +1,5 @@
-"""`manage.py tenants create|list|set`: manage tenants from scripts, without the admin (docs/tenants.md)."""
+"""`manage.py tenants create|list|set|keys`: manage tenants and their server keys from scripts, without the admin
+(docs/tenants.md, docs/agents.md)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models
 
-from tenants.models import Agent, ChangeSource, Tenant
-from tenants.services import EDITABLE_FIELDS, tenant_create, tenant_update
+from tenants.models import Agent, ChangeSource, ServerKey, Tenant
+from tenants.services import (
+    EDITABLE_FIELDS,
+    server_key_create,
+    server_key_revoke,
+    tenant_create,
+    tenant_update,
+)
 
 # How `set KEY field=value` parses a value: read off the model, so a new field needs no edit here.
 _BOOLEAN_FIELDS = {
@@ -88,6 +95,25 @@ def parse_assignment(assignment: str) -> tuple[str, Any]:
     return field, raw
 
 
+def key_json(key: ServerKey) -> dict[str, Any]:
+    """A server key as `tenants keys` prints it: never the key itself, which exists only when it is made."""
+    return {
+        "prefix": key.prefix,
+        "name": key.name,
+        "tenant": key.tenant.public_key,
+        "created_at": key.created_at.isoformat(),
+        "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+    }
+
+
+def _tenant(public_key: str) -> Tenant:
+    found = Tenant.objects.filter(public_key=public_key).first()
+    if found is None:
+        raise CommandError(f"No tenant has public key {public_key!r}.")
+    return found
+
+
 def _validation_message(error: ValidationError) -> str:
     if hasattr(error, "message_dict"):
         return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in error.message_dict.items())
@@ -109,6 +135,15 @@ class Command(BaseCommand):
         change = actions.add_parser("set", help="Change fields: tenants set KEY field=value ...")
         change.add_argument("public_key")
         change.add_argument("assignments", nargs="+", metavar="field=value")
+        keys = actions.add_parser("keys", help="Server keys for the agent API: keys create|list|revoke.")
+        key_actions = keys.add_subparsers(dest="key_action", required=True)
+        key_create = key_actions.add_parser("create", help="Make a key; it is printed this once.")
+        key_create.add_argument("public_key")
+        key_create.add_argument("--name", required=True, help="What the key is for.")
+        key_list = key_actions.add_parser("list", help="A tenant's keys (never the keys themselves).")
+        key_list.add_argument("public_key")
+        key_revoke = key_actions.add_parser("revoke", help="Revoke a key at once, by its prefix (bsk_...).")
+        key_revoke.add_argument("prefix")
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
@@ -126,14 +161,31 @@ class Command(BaseCommand):
                 self._print(tenant_json(tenant))
             elif action == "list":
                 self._print([tenant_json(tenant) for tenant in Tenant.objects.order_by("id")])
+            elif action == "keys":
+                self._keys(options)
             else:
-                found = Tenant.objects.filter(public_key=options["public_key"]).first()
-                if found is None:
-                    raise CommandError(f"No tenant has public key {options['public_key']!r}.")
+                found = _tenant(options["public_key"])
                 changes = dict(parse_assignment(item) for item in options["assignments"])
                 self._print(tenant_json(tenant_update(tenant=found, source=ChangeSource.COMMAND, **changes)))
         except ValidationError as error:
             raise CommandError(_validation_message(error)) from None
+
+    def _keys(self, options: dict[str, Any]) -> None:
+        if options["key_action"] == "create":
+            key, shown_once = server_key_create(
+                tenant=_tenant(options["public_key"]), name=options["name"], source=ChangeSource.COMMAND
+            )
+            self._print({**key_json(key), "key": shown_once})
+            self.stderr.write("Copy the key now: it is shown this once, and Brook keeps only a hash of it.")
+        elif options["key_action"] == "list":
+            tenant = _tenant(options["public_key"])
+            self._print([key_json(key) for key in tenant.server_keys.select_related("tenant")])
+        else:
+            found = ServerKey.objects.select_related("tenant").filter(prefix=options["prefix"]).first()
+            if found is None:
+                raise CommandError(f"No server key has prefix {options['prefix']!r}.")
+            server_key_revoke(key=found, source=ChangeSource.COMMAND)
+            self._print(key_json(found))
 
     def _print(self, data: Any) -> None:
         self.stdout.write(json.dumps(data, indent=2))
