@@ -103,6 +103,22 @@ class Message(models.Model):
         null=True, blank=True, help_text="A running reply whose lease lapses is swept as interrupted."
     )
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    agent_key = models.ForeignKey(
+        "tenants.ServerKey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="For a tenant's own agent: the server key that claimed this reply and alone may push its events.",
+    )
+    agent_seq = models.PositiveIntegerField(
+        default=0, help_text="The last of the agent's own sequence numbers accepted for this reply (docs/agents.md)."
+    )
+    agent_state = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What a pushing agent has open (steps, tool calls), its usage and first-token time, between pushes.",
+    )
     log_compacted_at = models.DateTimeField(
         null=True, blank=True, help_text="When the event log was removed after the tenant's retention period."
     )

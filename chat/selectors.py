@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from chat.events import EventType, LoggedEvent
 from chat.models import ChatSession, Event, FallbackReport, Message, MessageStatus, Role, ThoughtStep
-from tenants.models import Tenant
+from tenants.models import Agent, Tenant
 
 # How many earlier messages an agent sees; older turns are left out of the prompt, never deleted.
 CONVERSATION_WINDOW = 40
@@ -187,6 +187,7 @@ def replies_stalled_in_queue(*, now: datetime, after: timedelta, limit: int = 50
     rows = (
         Message.objects.filter(status=MessageStatus.QUEUED, created_at__lt=now - after)
         .exclude(Exists(running))
+        .exclude(session__tenant__agent=Agent.EXTERNAL)  # a tenant's own agent claims those
         .order_by("created_at")
         .values_list("id", flat=True)
     )

@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 
 from chat.events import EventType, LoggedEvent
@@ -38,14 +38,18 @@ from chat.models import (
     Message,
     MessageStatus,
     Role,
+    StepKind,
     StepStatus,
     ThoughtStep,
 )
+from chat.pushed import Pushed
 from chat.selectors import content_from_log, reply_for_client_message
+from chat.visibility import shows_reasoning, shows_steps
 from core import metrics
 from core.errors import ApiError, ErrorCode
 from core.limits import Rate, rate_check
-from tenants.models import DoubleTexting, Tenant
+from tenants.models import Agent as AgentKind
+from tenants.models import DoubleTexting, ServerKey, Tenant
 from tenants.rollout import delivery_for, rollout_bucket
 
 
@@ -354,16 +358,25 @@ def _close_step(message_id: uuid.UUID, step: StepClosed) -> None:
     ThoughtStep.objects.filter(message_id=message_id, index=step.index).update(**changes)
 
 
-def reply_claim(*, reply_id: uuid.UUID, lease_seconds: float) -> tuple[Message, LoggedEvent] | None:
+def reply_claim(
+    *, reply_id: uuid.UUID, lease_seconds: float, agent_key: ServerKey | None = None
+) -> tuple[Message, LoggedEvent] | None:
     """Take a queued reply for running: queued → running with a lease, and a ``status`` event.
 
-    None if the reply is not queued, or another reply of its session is running (it waits its turn: the running
-    one's runner, or the sweeper, starts it later). The session row is locked so two claims cannot both pass.
+    Brook's runner claims (``agent_key`` None) only replies of tenants whose agent is Brook's own; a tenant's own agent
+    claims (with its server key) only its tenant's replies, and the reply remembers the key. None if the reply is not
+    queued, not claimable by this claimer, or another reply of its session is running (it waits its turn: the
+    running one's runner, or the sweeper, starts it later). The session row is locked so two claims cannot both pass.
     """
     with transaction.atomic():
-        reply = (
-            Message.objects.filter(id=reply_id, status=MessageStatus.QUEUED).select_related("session__tenant").first()
-        )
+        candidates = Message.objects.filter(id=reply_id, status=MessageStatus.QUEUED)
+        if agent_key is None:
+            candidates = candidates.exclude(session__tenant__agent=AgentKind.EXTERNAL)
+        else:
+            candidates = candidates.filter(
+                session__tenant_id=agent_key.tenant_id, session__tenant__agent=AgentKind.EXTERNAL
+            )
+        reply = candidates.select_related("session__tenant").first()
         if reply is None:
             return None
         ChatSession.objects.select_for_update().filter(id=reply.session_id).first()
@@ -374,6 +387,7 @@ def reply_claim(*, reply_id: uuid.UUID, lease_seconds: float) -> tuple[Message, 
             status=MessageStatus.RUNNING,
             started_at=now,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
+            agent_key=agent_key,
             updated_at=now,
         )
         if claimed != 1:
@@ -382,6 +396,8 @@ def reply_claim(*, reply_id: uuid.UUID, lease_seconds: float) -> tuple[Message, 
         (event,) = _insert(reply_id, seq, [(EventType.STATUS, {"status": MessageStatus.RUNNING})])
         reply.status = MessageStatus.RUNNING
         reply.started_at = now
+        reply.lease_expires_at = now + timedelta(seconds=lease_seconds)
+        reply.agent_key = agent_key
         transaction.on_commit(
             functools.partial(metrics.record_reply_started, tenant=reply.session.tenant.slug, delivery=reply.delivery)
         )
@@ -558,3 +574,337 @@ def logs_compact(*, now: datetime, batch: int = 500) -> int:
             Message.objects.filter(id__in=ids).update(log_compacted_at=now)
         compacted += len(ids)
     return compacted
+
+
+# --- A tenant's own agent: claiming replies and pushing their events (docs/agents.md) ------------------------------
+
+
+def reply_claim_next(*, agent_key: ServerKey, lease_seconds: float) -> tuple[Message, LoggedEvent] | None:
+    """The key's tenant's oldest queued reply that may start now (nothing else running in its session), claimed for
+    the key under a lease; None if there is none."""
+    running = Message.objects.filter(session_id=OuterRef("session_id"), status=MessageStatus.RUNNING)
+    candidates = list(
+        Message.objects.filter(
+            session__tenant_id=agent_key.tenant_id,
+            session__tenant__agent=AgentKind.EXTERNAL,
+            status=MessageStatus.QUEUED,
+        )
+        .exclude(Exists(running))
+        .order_by("created_at", "id")
+        .values_list("id", flat=True)[:20]
+    )
+    for reply_id in candidates:  # another claimer may take one first: try the next
+        claimed = reply_claim(reply_id=reply_id, lease_seconds=lease_seconds, agent_key=agent_key)
+        if claimed is not None:
+            return claimed
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Where a reply held by an agent stands: its status, the agent's last accepted seq, whether Stop was asked."""
+
+    reply_id: uuid.UUID
+    session_id: uuid.UUID
+    status: str
+    agent_seq: int
+    stop_requested: bool
+    lease_expires_at: datetime | None
+    events: list[LoggedEvent] = field(default_factory=list)
+
+
+def _held(reply: Message, events: list[LoggedEvent] | None = None) -> Held:
+    return Held(
+        reply_id=reply.id,
+        session_id=reply.session_id,
+        status=reply.status,
+        agent_seq=reply.agent_seq,
+        stop_requested=reply.cancel_requested_at is not None,
+        lease_expires_at=reply.lease_expires_at,
+        events=events or [],
+    )
+
+
+def _lock_held(*, reply_id: uuid.UUID, agent_key: ServerKey) -> Message:
+    """The reply, locked, if ``agent_key`` holds it; 404 ``MESSAGE_NOT_FOUND`` otherwise (another tenant's reply, or
+    one this key never claimed, looks absent)."""
+    reply = (
+        Message.objects.select_for_update()
+        .select_related("session__tenant")
+        .filter(id=reply_id, role=Role.ASSISTANT, agent_key_id=agent_key.pk)
+        .first()
+    )
+    if reply is None:
+        raise ApiError(ErrorCode.MESSAGE_NOT_FOUND, "No reply held by this key has this id.", status_code=404)
+    return reply
+
+
+def reply_heartbeat(*, reply_id: uuid.UUID, agent_key: ServerKey, lease_seconds: float) -> Held:
+    """Renew the lease of a running reply the key holds; the answer says whether Stop was asked."""
+    with transaction.atomic():
+        reply = _lock_held(reply_id=reply_id, agent_key=agent_key)
+        if reply.status == MessageStatus.RUNNING:
+            reply.lease_expires_at = timezone.now() + timedelta(seconds=lease_seconds)
+            reply.save(update_fields=["lease_expires_at"])
+        return _held(reply)
+
+
+class _Refused(Exception):
+    def __init__(self, error: ApiError) -> None:
+        self.error = error
+
+
+def _refuse(code: ErrorCode, message: str, *, status: int = 409, **details: Any) -> _Refused:
+    return _Refused(ApiError(code, message, status_code=status, details=details or None))
+
+
+def reply_ingest(*, reply_id: uuid.UUID, agent_key: ServerKey, events: Sequence[Pushed], lease_seconds: float) -> Held:
+    """Store what a tenant's own agent pushed into a reply it holds, as Brook's own runs store it (docs/agents.md).
+
+    Events whose ``seq`` the reply already has are acknowledged and ignored (a retried push is safe). The first new one
+    must be the next (409 ``AGENT_SEQUENCE_GAP``, with ``expected_seq``), and the rest follow it without a gap. A step
+    completed or a tool result for something never started is 409 ``AGENT_STEP_UNKNOWN``; anything after the reply
+    ended is 409 ``AGENT_REPLY_ENDED``. A refused push stores nothing. Each accepted push renews the lease; the
+    answer says whether Stop was asked. The caller publishes ``Held.events`` once this has committed.
+    """
+    with transaction.atomic():
+        reply = _lock_held(reply_id=reply_id, agent_key=agent_key)
+        fresh = [event for event in events if event.seq > reply.agent_seq]
+        if not fresh:
+            return _held(reply)
+        try:
+            for offset, event in enumerate(fresh):
+                if event.seq != reply.agent_seq + 1 + offset:
+                    expected = reply.agent_seq + 1 + offset
+                    raise _refuse(
+                        ErrorCode.AGENT_SEQUENCE_GAP,
+                        f"Expected seq {expected} next, got {event.seq}.",
+                        expected_seq=expected,
+                    )
+            if reply.status != MessageStatus.RUNNING:
+                raise _refuse(
+                    ErrorCode.AGENT_REPLY_ENDED,
+                    f"The reply has ended ({reply.status}); nothing more can be added to it.",
+                    reply_status=reply.status,
+                )
+            stored = _PushedRecording(reply).record(fresh, lease_seconds=lease_seconds)
+        except _Refused as refused:
+            raise refused.error from None
+        return _held(reply, stored)
+
+
+class _PushedRecording:
+    """Turns pushed events into the reply's log, step rows and row, as ``streaming.run.recorder`` does for Brook's
+    own agents. What the tenant's visibility hides is tracked (so later events can refer to it) but not stored."""
+
+    def __init__(self, reply: Message) -> None:
+        self.reply = reply
+        tenant = reply.session.tenant
+        self.keeps_steps = shows_steps(tenant.thought_visibility)
+        self.keeps_reasoning = shows_reasoning(tenant.thought_visibility)
+        state = reply.agent_state or {}
+        self.open_steps: dict[str, float] = dict(state.get("open_steps", {}))  # index → start (epoch seconds)
+        self.next_step: int = int(state.get("next_step", 0))
+        self.tool_steps: dict[str, int] = dict(state.get("tool_steps", {}))  # call_id → step index
+        self.usage: dict[str, Any] = dict(state.get("usage", {}))
+        self.now = timezone.now()
+        self.items: list[tuple[str, dict[str, Any]]] = []
+        self.steps: list[StepOpened | StepClosed] = []
+        self.deltas = False
+
+    def record(self, events: Sequence[Pushed], *, lease_seconds: float) -> list[LoggedEvent]:
+        terminal: Pushed | None = None
+        for position, event in enumerate(events):
+            if terminal is not None:
+                raise _refuse(ErrorCode.AGENT_REPLY_ENDED, "Nothing may follow the terminal event.", position=position)
+            if event.is_terminal:
+                terminal = event
+            else:
+                self._add(event, position)
+        reply = self.reply
+        content, reasoning, last_seq = content_from_log(message_id=reply.id)
+        content += "".join(d["delta"] for k, d in self.items if k == EventType.TEXT_DELTA)
+        reasoning += "".join(d["delta"] for k, d in self.items if k == EventType.REASONING_DELTA)
+        stored: list[LoggedEvent] = []
+        if self.items:
+            snapshot = Snapshot(seq=last_seq + len(self.items), content=content, reasoning=reasoning)
+            stored = log_append(
+                message_id=reply.id, first_seq=last_seq + 1, items=self.items, steps=self.steps, snapshot=snapshot
+            )
+        elif self.steps:
+            log_append(message_id=reply.id, first_seq=last_seq + 1, items=[], steps=self.steps)
+        if self.deltas and reply.time_to_first_token_ms is None and reply.started_at is not None:
+            reply.time_to_first_token_ms = _ms(self.now - reply.started_at)
+        reply.agent_seq = events[-1].seq
+        reply.agent_state = {
+            "open_steps": self.open_steps,
+            "next_step": self.next_step,
+            "tool_steps": self.tool_steps,
+            "usage": self.usage,
+        }
+        reply.lease_expires_at = self.now + timedelta(seconds=lease_seconds)
+        reply.save(update_fields=["agent_seq", "agent_state", "lease_expires_at", "time_to_first_token_ms"])
+        if terminal is not None:
+            stored += self._finish(terminal, content, reasoning, last_seq + len(self.items) + 1)
+        return stored
+
+    def _add(self, event: Pushed, position: int) -> None:
+        data = event.data
+        kind = event.type
+        if kind == EventType.STEP_STARTED:
+            self._open(
+                position,
+                index=data["index"],
+                kind=data["kind"],
+                title=data["title"],
+                detail=data["detail"],
+                metadata=data["metadata"],
+            )
+        elif kind == EventType.STEP_COMPLETED:
+            self._close(
+                position,
+                index=data["index"],
+                status=data["status"],
+                detail=data.get("detail"),
+                metadata=data["metadata"],
+            )
+        elif kind == EventType.TEXT_DELTA:
+            self.deltas = True
+            self.items.append((kind, {"delta": data["delta"]}))
+        elif kind == EventType.REASONING_DELTA:
+            self.deltas = True
+            if self.keeps_reasoning:
+                self.items.append((kind, {"delta": data["delta"]}))
+        elif kind == EventType.TOOL_CALL:
+            if data["call_id"] in self.tool_steps:
+                raise _refuse(
+                    ErrorCode.AGENT_STEP_UNKNOWN,
+                    f"Tool call {data['call_id']!r} is already running.",
+                    position=position,
+                )
+            index = self.next_step
+            self._open(
+                position,
+                index=index,
+                kind=StepKind.TOOL_CALL,
+                title=f"Calling {data['name']}",
+                detail="",
+                metadata={"call_id": data["call_id"], "name": data["name"], "arguments": data["arguments"]},
+            )
+            self.tool_steps[data["call_id"]] = index
+            if self.keeps_steps:
+                self.items.append((kind, {**data, "step": index}))
+        elif kind == EventType.TOOL_RESULT:
+            call_step = self.tool_steps.pop(data["call_id"], None)
+            if call_step is None:
+                raise _refuse(
+                    ErrorCode.AGENT_STEP_UNKNOWN, f"No tool call {data['call_id']!r} is running.", position=position
+                )
+            if self.keeps_steps:
+                self.items.append((kind, {**data, "step": call_step}))
+            self._close(
+                position,
+                index=call_step,
+                status=StepStatus.FAILED if data["is_error"] else StepStatus.COMPLETED,
+                detail=None,
+                metadata={"result": data["result"], "is_error": data["is_error"]},
+            )
+        else:  # usage
+            self.usage.update({name: value for name, value in data.items() if value not in (None, "")})
+
+    def _open(self, position: int, *, index: int, kind: str, title: str, detail: str, metadata: dict[str, Any]) -> None:
+        if index != self.next_step:
+            raise _refuse(
+                ErrorCode.AGENT_STEP_UNKNOWN,
+                f"The next step's index is {self.next_step}, not {index}.",
+                position=position,
+                expected_index=self.next_step,
+            )
+        self.next_step += 1
+        self.open_steps[str(index)] = self.now.timestamp()
+        if self.keeps_steps:
+            self.steps.append(StepOpened(index, kind, title, detail, metadata, self.now))
+            self.items.append(
+                (
+                    EventType.STEP_STARTED,
+                    {
+                        "index": index,
+                        "kind": kind,
+                        "title": title,
+                        "detail": detail,
+                        "metadata": metadata,
+                        "started_at": self.now.isoformat(),
+                    },
+                )
+            )
+
+    def _close(self, position: int, *, index: int, status: str, detail: str | None, metadata: dict[str, Any]) -> None:
+        started = self.open_steps.pop(str(index), None)
+        if started is None:
+            raise _refuse(ErrorCode.AGENT_STEP_UNKNOWN, f"Step {index} is not running.", position=position)
+        duration = max(0, round((self.now.timestamp() - started) * 1000))
+        if self.keeps_steps:
+            self.steps.append(StepClosed(index, status, duration, detail, metadata))
+            closed: dict[str, Any] = {"index": index, "status": status, "duration_ms": duration}
+            if detail is not None:
+                closed["detail"] = detail
+            if metadata:
+                closed["metadata"] = metadata
+            self.items.append((EventType.STEP_COMPLETED, closed))
+
+    def _finish(self, terminal: Pushed, content: str, reasoning: str, seq: int) -> list[LoggedEvent]:
+        reply = self.reply
+        ends: dict[str, MessageStatus] = {
+            EventType.MESSAGE_COMPLETED: MessageStatus.COMPLETED,
+            EventType.MESSAGE_CANCELLED: MessageStatus.CANCELLED,
+        }
+        status = ends.get(terminal.type, MessageStatus.FAILED)
+        leftover = StepStatus.COMPLETED if status == MessageStatus.COMPLETED else StepStatus.FAILED
+        ThoughtStep.objects.filter(message_id=reply.id, status=StepStatus.RUNNING).update(status=leftover)
+        duration_ms = _ms(self.now - reply.started_at) if reply.started_at else 0
+        usage = self.usage
+        data: dict[str, Any] = {"content": content, "reasoning": reasoning, "duration_ms": duration_ms}
+        error_code = error_message = ""
+        if status == MessageStatus.COMPLETED:
+            data |= {
+                "usage": {
+                    "model": usage.get("model", ""),
+                    "prompt_tokens": usage.get("prompt_tokens"),
+                    "completion_tokens": usage.get("completion_tokens"),
+                    "reasoning_tokens": usage.get("reasoning_tokens"),
+                },
+                "time_to_first_token_ms": reply.time_to_first_token_ms,
+            }
+        elif status == MessageStatus.CANCELLED:
+            data["reason"] = terminal.data.get("reason") or "cancelled by the agent"
+        else:
+            error_code = ErrorCode.AGENT_ERROR
+            error_message = terminal.data.get("message") or "The assistant could not finish this reply."
+            data |= {"code": error_code, "message": error_message}
+        event = reply_finish(
+            reply_id=reply.id,
+            seq=seq,
+            status=status,
+            event_type=EventType(terminal.type),
+            event_data=data,
+            content=content,
+            reasoning=reasoning,
+            duration_ms=duration_ms,
+            time_to_first_token_ms=reply.time_to_first_token_ms,
+            model=usage.get("model", ""),
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            reasoning_tokens=usage.get("reasoning_tokens"),
+            error_code=error_code,
+            error_message=error_message,
+        )
+        if event is None:  # the sweeper ended it first
+            raise _refuse(ErrorCode.AGENT_REPLY_ENDED, "The reply has ended; nothing more can be added to it.")
+        reply.status = status
+        reply.lease_expires_at = None
+        _record_ended_on_commit(reply.id, status, error_code=error_code, now=self.now)
+        return [event]
+
+
+def _ms(delta: timedelta) -> int:
+    return max(0, round(delta.total_seconds() * 1000))

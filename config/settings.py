@@ -290,6 +290,8 @@ BROOK_DB_THREADS = _int("BROOK_DB_THREADS", 8, maximum=256)
 BROOK_DELTA_FLUSH_MS = _int("BROOK_DELTA_FLUSH_MS", 300, minimum=0, maximum=5000)
 # A running reply's lease; a worker renews it every lease/2.5 s, and the sweeper ends replies whose lease lapsed.
 BROOK_LEASE_SECONDS = _float("BROOK_LEASE_SECONDS", 20.0, minimum=1.0)
+# A reply a tenant's own agent claimed: each push or heartbeat renews it for this long (docs/agents.md).
+BROOK_AGENT_LEASE_SECONDS = _float("BROOK_AGENT_LEASE_SECONDS", 30.0, minimum=1.0)
 # How often each worker's sweeper looks for lapsed leases, stalled queues and expired logs (0 = no sweeper here).
 BROOK_SWEEP_SECONDS = _float("BROOK_SWEEP_SECONDS", 5.0)
 # SSE heartbeat comment, and how often a quiet stream re-reads the database in case a live event was lost.

@@ -50,10 +50,11 @@ def validate_origins(value: Any) -> None:
 
 
 class Agent(models.TextChoices):
-    """The agents a tenant can run; more come with the providers issue."""
+    """Who answers a tenant's visitors: one of Brook's agents, or the tenant's own (docs/agents.md)."""
 
     DEMO = "demo", "Demo agent (no network)"
     LLM = "llm", "LLM (a model provider)"
+    EXTERNAL = "external", "The tenant's own orchestrator (claims replies and pushes their events)"
 
 
 class LlmProvider(models.TextChoices):

@@ -5,7 +5,8 @@ Publishing is best effort by design: the layer delivers at most once, so readers
 from the database (``streaming.live.reader``). An event is always stored before it is published.
 
 Groups: ``message_group`` (everyone following one reply: SSE, long polls), ``session_group`` (WebSockets, which
-follow every reply of a session) and ``run_group`` (the worker running a reply: cancels). On the layer an event
+follow every reply of a session), ``run_group`` (the worker running a reply: cancels) and ``agent_group`` (a
+tenant's own agents waiting to claim a reply). On the layer an event
 travels as ``to_wire`` makes it: strings and numbers only, so msgpack carries it.
 """
 
@@ -38,6 +39,11 @@ def session_group(session_id: uuid.UUID) -> str:
 def run_group(message_id: uuid.UUID) -> str:
     """Channel-layer group of the worker running a message: control messages (cancel) go here."""
     return f"brook.run.{message_id.hex}"
+
+
+def agent_group(tenant_id: int) -> str:
+    """Channel-layer group of a tenant's own agents waiting to claim a reply (docs/agents.md)."""
+    return f"brook.agent.{tenant_id}"
 
 
 def to_wire(event: LoggedEvent) -> dict[str, Any]:
@@ -89,6 +95,14 @@ async def publish(events: Sequence[LoggedEvent], *, session_id: uuid.UUID) -> No
             )
         except Exception:
             logger.warning("Publishing events of %s failed; readers will catch up from the database", message_id)
+
+
+async def announce_queued(*, tenant_id: int) -> None:
+    """Wake the tenant's agents waiting to claim: a reply is queued (a hint; claimers also re-check on their own)."""
+    try:
+        await layer().group_send(agent_group(tenant_id), {"type": "reply.queued"})
+    except Exception:
+        logger.warning("Could not tell tenant %s's agents of a queued reply; their next check finds it", tenant_id)
 
 
 async def request_stop(message_id: uuid.UUID) -> None:

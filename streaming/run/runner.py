@@ -211,6 +211,16 @@ async def run_until_finished(reply_id: uuid.UUID, *, poll_interval: float = 0.2)
         await asyncio.sleep(poll_interval)
 
 
+async def wait_until_finished(reply_id: uuid.UUID, *, seconds: float, poll_interval: float = 0.2) -> None:
+    """Batch mode for a reply another agent runs: wait for its end, or ``seconds`` at most."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        status = await db(selectors.message_status)(message_id=reply_id)
+        if status not in {MessageStatus.QUEUED, MessageStatus.RUNNING}:
+            return
+        await asyncio.sleep(poll_interval)
+
+
 async def cancel(reply_id: uuid.UUID) -> services.CancelOutcome:
     """Stop a reply wherever it runs (idempotent): a queued one ends here, a running one is told to stop."""
     outcome, events = await db(services.reply_cancel)(reply_id=reply_id)

@@ -8,12 +8,15 @@ from chat.services import Submitted, message_submit
 from core.db_bridge import db
 from streaming.live import fanout
 from streaming.run import runner
+from tenants.models import Agent
 
 
 async def send_message(
     *, session: ChatSession, content: str, client_message_id: str | None, delivery: str
 ) -> Submitted:
     """Store the message; batch runs the reply here to its end, every other mode runs it as a task of this worker.
+    For a tenant whose agent is its own (``external``), nothing runs here: its agents are told a reply is queued and
+    claim it (batch waits for its end, up to the tenant's ``max_stream_seconds``).
 
     ``session`` must have its tenant loaded: its limits and policies are read from it, never fetched again. A
     repeated ``client_message_id`` starts nothing new: the claim inside the runner makes a second start a no-op, and
@@ -25,7 +28,13 @@ async def send_message(
     await fanout.publish(submitted.events, session_id=session.id)  # committed: message_submit's transaction ended
     for reply_id in submitted.interrupted:
         await runner.signal_stop(reply_id)
-    if delivery == Delivery.BATCH:
+    tenant = session.tenant
+    if tenant.agent == Agent.EXTERNAL:  # the tenant's own agent claims it (docs/agents.md)
+        if submitted.created:
+            await fanout.announce_queued(tenant_id=tenant.pk)
+        if delivery == Delivery.BATCH:
+            await runner.wait_until_finished(submitted.reply.id, seconds=tenant.max_stream_seconds)
+    elif delivery == Delivery.BATCH:
         await runner.run_until_finished(submitted.reply.id)
     else:
         runner.start_detached(submitted.reply.id)

@@ -1,0 +1,170 @@
+"""Events a tenant's own agent pushes into a reply (docs/agents.md, "Pushing events"): their shapes, checked before
+anything is stored. Pure code: no database.
+
+A push is ``{"events": [{"seq": 1, "type": "text.delta", "data": {"delta": "Hi"}}, ...]}``: the agent's own
+sequence numbers (1, 2, 3, … per reply) and Brook's own vocabulary (docs/events.md), less what only Brook writes
+(``message.started``, ``status``), plus ``usage``. A malformed batch is refused whole with 400
+``AGENT_EVENT_INVALID``, naming the first bad event by its position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chat.events import EventType
+from chat.models import StepKind, StepStatus
+from core.errors import ApiError, ErrorCode
+
+# At most this many events in one push (a bigger batch is 413 PAYLOAD_TOO_LARGE).
+MAX_EVENTS = 500
+USAGE = "usage"
+TERMINAL = frozenset({EventType.MESSAGE_COMPLETED, EventType.MESSAGE_FAILED, EventType.MESSAGE_CANCELLED})
+PUSHABLE = frozenset(
+    {
+        EventType.STEP_STARTED,
+        EventType.STEP_COMPLETED,
+        EventType.REASONING_DELTA,
+        EventType.TEXT_DELTA,
+        EventType.TOOL_CALL,
+        EventType.TOOL_RESULT,
+        USAGE,
+        *TERMINAL,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    """One pushed event: the agent's ``seq``, a type from ``PUSHABLE`` and its checked ``data``."""
+
+    seq: int
+    type: str
+    data: dict[str, Any]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.type in TERMINAL
+
+
+class _Bad(Exception):
+    pass
+
+
+def _text(data: dict[str, Any], name: str, *, required: bool = True, limit: int = 100_000) -> str:
+    value = data.get(name, None if required else "")
+    if not isinstance(value, str) or (required and not value):
+        raise _Bad(f"{name} must be a{' non-empty' if required else ''} string")
+    if len(value) > limit:
+        raise _Bad(f"{name} is longer than {limit} characters")
+    if "\x00" in value:
+        raise _Bad(f"{name} contains a null character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Bad(f"{name} is not valid Unicode") from None
+    return value
+
+
+def _whole(data: dict[str, Any], name: str, *, required: bool = True) -> int | None:
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > 2**31:
+        raise _Bad(f"{name} must be a whole number ≥ 0")
+    return value
+
+
+def _object(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise _Bad(f"{name} must be an object")
+    return value
+
+
+def _check(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The event's data, keeping only the fields its type has, each checked."""
+    if kind == EventType.STEP_STARTED:
+        step_kind = data.get("kind")
+        if step_kind not in StepKind.values:
+            raise _Bad(f"kind must be one of: {', '.join(StepKind.values)}")
+        return {
+            "index": _whole(data, "index"),
+            "kind": step_kind,
+            "title": _text(data, "title", limit=200),
+            "detail": _text(data, "detail", required=False),
+            "metadata": _object(data, "metadata"),
+        }
+    if kind == EventType.STEP_COMPLETED:
+        status = data.get("status", StepStatus.COMPLETED)
+        if status not in {StepStatus.COMPLETED, StepStatus.FAILED}:
+            raise _Bad("status must be completed or failed")
+        checked: dict[str, Any] = {
+            "index": _whole(data, "index"),
+            "status": status,
+            "metadata": _object(data, "metadata"),
+        }
+        if "detail" in data:
+            checked["detail"] = _text(data, "detail", required=False)
+        return checked
+    if kind in {EventType.TEXT_DELTA, EventType.REASONING_DELTA}:
+        return {"delta": _text(data, "delta")}
+    if kind == EventType.TOOL_CALL:
+        return {
+            "call_id": _text(data, "call_id", limit=200),
+            "name": _text(data, "name", limit=200),
+            "arguments": _object(data, "arguments"),
+        }
+    if kind == EventType.TOOL_RESULT:
+        is_error = data.get("is_error", False)
+        if not isinstance(is_error, bool):
+            raise _Bad("is_error must be true or false")
+        if "result" not in data:
+            raise _Bad("result is required (any JSON value)")
+        return {"call_id": _text(data, "call_id", limit=200), "result": data["result"], "is_error": is_error}
+    if kind == USAGE:
+        return {
+            "model": _text(data, "model", required=False, limit=200),
+            "prompt_tokens": _whole(data, "prompt_tokens", required=False),
+            "completion_tokens": _whole(data, "completion_tokens", required=False),
+            "reasoning_tokens": _whole(data, "reasoning_tokens", required=False),
+        }
+    if kind == EventType.MESSAGE_FAILED:
+        return {"message": _text(data, "message", required=False, limit=500)}
+    if kind == EventType.MESSAGE_CANCELLED:
+        return {"reason": _text(data, "reason", required=False, limit=500)}
+    return {}  # message.completed: everything it says is already in the log
+
+
+def parse_push(body: Any) -> list[Pushed]:
+    """The events of a push body, checked; 400 ``AGENT_EVENT_INVALID`` or 413 ``PAYLOAD_TOO_LARGE`` otherwise."""
+    events = body.get("events") if isinstance(body, dict) else None
+    if not isinstance(events, list) or not events:
+        raise ApiError(ErrorCode.AGENT_EVENT_INVALID, 'The body must be {"events": [...]} with at least one event.')
+    if len(events) > MAX_EVENTS:
+        raise ApiError(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"A push carries at most {MAX_EVENTS} events; this one has {len(events)}. Split it.",
+            status_code=413,
+            details={"max_events": MAX_EVENTS},
+        )
+    parsed = []
+    for position, raw in enumerate(events):
+        try:
+            if not isinstance(raw, dict):
+                raise _Bad("an event must be an object")
+            seq = raw.get("seq")
+            if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= 2**31:
+                raise _Bad("seq must be a whole number ≥ 1")
+            kind = raw.get("type")
+            if kind not in PUSHABLE:
+                raise _Bad(f"type must be one of: {', '.join(sorted(PUSHABLE))}")
+            data = raw.get("data", {})
+            if not isinstance(data, dict):
+                raise _Bad("data must be an object")
+            parsed.append(Pushed(seq=seq, type=str(kind), data=_check(str(kind), data)))
+        except _Bad as bad:
+            raise ApiError(
+                ErrorCode.AGENT_EVENT_INVALID, f"events[{position}]: {bad}.", details={"position": position}
+            ) from None
+    return parsed
