@@ -47,22 +47,22 @@ class Pushed:
         return self.type in TERMINAL
 
 
-class _Bad(Exception):
-    pass
+class InvalidEvent(ValueError):
+    """An event that is not in the vocabulary or not of its type's shape; the message says what is wrong."""
 
 
 def _text(data: dict[str, Any], name: str, *, required: bool = True, limit: int = 100_000) -> str:
     value = data.get(name, None if required else "")
     if not isinstance(value, str) or (required and not value):
-        raise _Bad(f"{name} must be a{' non-empty' if required else ''} string")
+        raise InvalidEvent(f"{name} must be a{' non-empty' if required else ''} string")
     if len(value) > limit:
-        raise _Bad(f"{name} is longer than {limit} characters")
+        raise InvalidEvent(f"{name} is longer than {limit} characters")
     if "\x00" in value:
-        raise _Bad(f"{name} contains a null character")
+        raise InvalidEvent(f"{name} contains a null character")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise _Bad(f"{name} is not valid Unicode") from None
+        raise InvalidEvent(f"{name} is not valid Unicode") from None
     return value
 
 
@@ -71,14 +71,14 @@ def _whole(data: dict[str, Any], name: str, *, required: bool = True) -> int | N
     if value is None and not required:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > 2**31:
-        raise _Bad(f"{name} must be a whole number ≥ 0")
+        raise InvalidEvent(f"{name} must be a whole number ≥ 0")
     return value
 
 
 def _object(data: dict[str, Any], name: str) -> dict[str, Any]:
     value = data.get(name, {})
     if not isinstance(value, dict):
-        raise _Bad(f"{name} must be an object")
+        raise InvalidEvent(f"{name} must be an object")
     return value
 
 
@@ -87,7 +87,7 @@ def _check(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     if kind == EventType.STEP_STARTED:
         step_kind = data.get("kind")
         if step_kind not in StepKind.values:
-            raise _Bad(f"kind must be one of: {', '.join(StepKind.values)}")
+            raise InvalidEvent(f"kind must be one of: {', '.join(StepKind.values)}")
         return {
             "index": _whole(data, "index"),
             "kind": step_kind,
@@ -98,7 +98,7 @@ def _check(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     if kind == EventType.STEP_COMPLETED:
         status = data.get("status", StepStatus.COMPLETED)
         if status not in {StepStatus.COMPLETED, StepStatus.FAILED}:
-            raise _Bad("status must be completed or failed")
+            raise InvalidEvent("status must be completed or failed")
         checked: dict[str, Any] = {
             "index": _whole(data, "index"),
             "status": status,
@@ -118,9 +118,9 @@ def _check(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     if kind == EventType.TOOL_RESULT:
         is_error = data.get("is_error", False)
         if not isinstance(is_error, bool):
-            raise _Bad("is_error must be true or false")
+            raise InvalidEvent("is_error must be true or false")
         if "result" not in data:
-            raise _Bad("result is required (any JSON value)")
+            raise InvalidEvent("result is required (any JSON value)")
         return {"call_id": _text(data, "call_id", limit=200), "result": data["result"], "is_error": is_error}
     if kind == USAGE:
         return {
@@ -151,20 +151,28 @@ def parse_push(body: Any) -> list[Pushed]:
     parsed = []
     for position, raw in enumerate(events):
         try:
-            if not isinstance(raw, dict):
-                raise _Bad("an event must be an object")
-            seq = raw.get("seq")
-            if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= 2**31:
-                raise _Bad("seq must be a whole number ≥ 1")
-            kind = raw.get("type")
-            if kind not in PUSHABLE:
-                raise _Bad(f"type must be one of: {', '.join(sorted(PUSHABLE))}")
-            data = raw.get("data", {})
-            if not isinstance(data, dict):
-                raise _Bad("data must be an object")
-            parsed.append(Pushed(seq=seq, type=str(kind), data=_check(str(kind), data)))
-        except _Bad as bad:
+            parsed.append(parse_event(raw))
+        except InvalidEvent as bad:
             raise ApiError(
                 ErrorCode.AGENT_EVENT_INVALID, f"events[{position}]: {bad}.", details={"position": position}
             ) from None
     return parsed
+
+
+def parse_event(raw: Any, *, seq_required: bool = True) -> Pushed:
+    """One event, ``{"seq", "type", "data"}``, checked; raises ``InvalidEvent``. An agent that streams its answer to
+    Brook (the ``http`` agent kind) may leave ``seq`` out: its order is the stream's (``seq`` is then 0)."""
+    if not isinstance(raw, dict):
+        raise InvalidEvent("an event must be an object")
+    seq = raw.get("seq")
+    if seq is None and not seq_required:
+        seq = 0
+    elif not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= 2**31:
+        raise InvalidEvent("seq must be a whole number ≥ 1")
+    kind = raw.get("type")
+    if kind not in PUSHABLE:
+        raise InvalidEvent(f"type must be one of: {', '.join(sorted(PUSHABLE))}")
+    data = raw.get("data", {})
+    if not isinstance(data, dict):
+        raise InvalidEvent("data must be an object")
+    return Pushed(seq=seq, type=str(kind), data=_check(str(kind), data))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,30 @@ def _networks(name: str, default: str) -> list[str]:
         except ValueError:
             raise ImproperlyConfigured(f"{name}: {entry!r} is not a network or an address.") from None
     return entries
+
+
+# Names Brook's own agent kinds take; an extra agent may not take one (tenants.models.Agent).
+_BUILT_IN_AGENTS = {"demo", "llm", "external", "http"}
+
+
+def _agents(name: str) -> dict[str, str]:
+    """``name=dotted.path,other=sync:dotted.path``: extra in-process agents by name (docs/agents.md)."""
+    raw = os.environ.get(name, "")
+    agents: dict[str, str] = {}
+    for entry in (part.strip() for part in raw.split(",")):
+        if not entry:
+            continue
+        agent, sep, path = (piece.strip() for piece in entry.partition("="))
+        target = path.removeprefix("sync:")
+        if not sep or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", agent) or not re.fullmatch(r"[\w.]+[.:]\w+", target):
+            raise ImproperlyConfigured(
+                f"{name}: {entry!r} is not name=package.module.Agent or name=sync:package.module.function "
+                "(names: a-z, 0-9, _ and -, starting with a letter, at most 32)."
+            )
+        if agent in _BUILT_IN_AGENTS or agent in agents:
+            raise ImproperlyConfigured(f"{name}: the agent name {agent!r} is taken.")
+        agents[agent] = path
+    return agents
 
 
 def _redis_url(raw: str | None) -> str | None:
@@ -290,6 +315,10 @@ BROOK_DB_THREADS = _int("BROOK_DB_THREADS", 8, maximum=256)
 BROOK_DELTA_FLUSH_MS = _int("BROOK_DELTA_FLUSH_MS", 300, minimum=0, maximum=5000)
 # A running reply's lease; a worker renews it every lease/2.5 s, and the sweeper ends replies whose lease lapsed.
 BROOK_LEASE_SECONDS = _float("BROOK_LEASE_SECONDS", 20.0, minimum=1.0)
+# Extra in-process agents a tenant may be given, by name (docs/agents.md, "In-process Python agents").
+BROOK_AGENTS = _agents("BROOK_AGENTS")
+# Threads for blocking (sync:) agents, per worker: at most this many of their replies run at once.
+BROOK_SYNC_AGENT_THREADS = _int("BROOK_SYNC_AGENT_THREADS", 16, minimum=1, maximum=256)
 # A reply a tenant's own agent claimed: each push or heartbeat renews it for this long (docs/agents.md).
 BROOK_AGENT_LEASE_SECONDS = _float("BROOK_AGENT_LEASE_SECONDS", 30.0, minimum=1.0)
 # How often each worker's sweeper looks for lapsed leases, stalled queues and expired logs (0 = no sweeper here).
@@ -311,6 +340,10 @@ if not BROOK_LLM_API_KEY and os.environ.get("BROOK_LLM_API_KEY_FILE"):
 BROOK_LLM_CONNECT_TIMEOUT = _float("BROOK_LLM_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 BROOK_LLM_FIRST_TOKEN_TIMEOUT = _float("BROOK_LLM_FIRST_TOKEN_TIMEOUT", 30.0, minimum=0.1)
 BROOK_LLM_IDLE_TIMEOUT = _float("BROOK_LLM_IDLE_TIMEOUT", 20.0, minimum=0.1)
+# A tenant's own HTTP agent (docs/agents.md, "An HTTP agent"): seconds to connect, to its first event, between events.
+BROOK_AGENT_CONNECT_TIMEOUT = _float("BROOK_AGENT_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+BROOK_AGENT_FIRST_EVENT_TIMEOUT = _float("BROOK_AGENT_FIRST_EVENT_TIMEOUT", 30.0, minimum=0.1)
+BROOK_AGENT_IDLE_TIMEOUT = _float("BROOK_AGENT_IDLE_TIMEOUT", 60.0, minimum=0.1)
 
 # Serve /static/ from the ASGI app (make run); production puts a web server in front instead.
 BROOK_SERVE_STATIC = _bool("BROOK_SERVE_STATIC", DEBUG)

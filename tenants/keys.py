@@ -1,4 +1,5 @@
-"""Server keys' format (docs/agents.md, "Server keys"): ``bsk_<8 characters>_<43 characters>``.
+"""Server keys' format (docs/agents.md, "Server keys"): ``bsk_<8 characters>_<43 characters>``; and the secret
+Brook signs its calls to a tenant's agent with.
 
 The part before the second underscore is the key's ``prefix``: stored in clear, shown in lists, unique, and how a
 presented key is looked up. The whole key is 256 random bits, so it is stored as a plain SHA-256 hash (a slow
@@ -8,6 +9,7 @@ database.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -51,3 +53,9 @@ def key_prefix(presented: str) -> str | None:
 
 def key_matches(presented: str, secret_hash: str) -> bool:
     return hmac.compare_digest(key_hash(presented), secret_hash)
+
+
+def new_signing_secret() -> str:
+    """A secret Brook signs its requests to a tenant's agent with, in Standard Webhooks' format: ``whsec_`` and
+    24 random bytes in base64 (https://www.standardwebhooks.com/)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()

@@ -11,6 +11,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from tenants.keys import new_signing_secret
+
 
 def new_public_key() -> str:
     """An unguessable widget key (the seeds' ``tenant_hash``): 128 random bits, URL-safe.
@@ -55,6 +57,19 @@ class Agent(models.TextChoices):
     DEMO = "demo", "Demo agent (no network)"
     LLM = "llm", "LLM (a model provider)"
     EXTERNAL = "external", "The tenant's own orchestrator (claims replies and pushes their events)"
+    HTTP = "http", "The tenant's own HTTP agent (Brook posts the conversation and reads its events)"
+
+
+def agent_choices() -> list[tuple[str, str]]:
+    """Every agent a tenant may be given: Brook's kinds, then the in-process agents ``BROOK_AGENTS`` names."""
+    extra = [(name, f"{name} (in-process: {path})") for name, path in settings.BROOK_AGENTS.items()]
+    return [*Agent.choices, *extra]
+
+
+def validate_agent(value: str) -> None:
+    names = [name for name, _label in agent_choices()]
+    if value not in names:
+        raise ValidationError(f"{value!r} is not an agent here; choose one of: {', '.join(names)}.", code="agent")
 
 
 class LlmProvider(models.TextChoices):
@@ -130,7 +145,22 @@ class Tenant(models.Model):
         default=ThoughtVisibility.FULL,
         help_text="What the widget may see of the assistant's work; hidden parts are never stored or sent.",
     )
-    agent = models.CharField(max_length=32, choices=Agent.choices, default=Agent.DEMO)
+    agent = models.CharField(
+        max_length=32,
+        default=Agent.DEMO,
+        validators=[validate_agent],
+        help_text="Who answers: demo, llm, external (the tenant's own orchestrator), http (the tenant's own HTTP "
+        "agent) or an in-process agent named in BROOK_AGENTS (docs/agents.md).",
+    )
+    agent_url = models.URLField(
+        max_length=500, blank=True, help_text="For the http agent: where Brook posts the conversation (docs/agents.md)."
+    )
+    agent_signing_secret = models.CharField(
+        max_length=64,
+        default=new_signing_secret,
+        editable=False,
+        help_text="Brook signs its calls to the tenant's agent with this (Standard Webhooks); the agent verifies them.",
+    )
     messages_per_minute = models.PositiveIntegerField(
         default=10, validators=[MinValueValidator(1)], help_text="Messages per minute per session."
     )
@@ -231,6 +261,8 @@ class Tenant(models.Model):
             raise ValidationError(
                 {"llm_thinking_budget": "A thinking budget is at least 1,024 tokens and less than the max tokens."}
             )
+        if self.agent == Agent.HTTP and not self.agent_url:
+            raise ValidationError({"agent_url": "The http agent needs the URL Brook posts the conversation to."})
         if isinstance(self.allowed_origins, list):
             try:
                 self.allowed_origins = sorted({normalize_origin(origin) for origin in self.allowed_origins})

@@ -26,6 +26,7 @@ EDITABLE_FIELDS = (
     "fallback_delivery",
     "thought_visibility",
     "agent",
+    "agent_url",
     "messages_per_minute",
     "tenant_messages_per_minute",
     "sessions_per_ip_per_minute",

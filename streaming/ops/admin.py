@@ -26,7 +26,7 @@ from django.utils.safestring import SafeString
 from chat.models import FallbackReason
 from chat.selectors import fallback_counts, rollout_preview
 from tenants.admin import TenantScopedAdmin, admin_actor, admin_tenant, change_summary
-from tenants.models import ChangeSource, Tenant
+from tenants.models import Agent, ChangeSource, Tenant, agent_choices
 from tenants.services import tenant_create, tenant_update
 
 if TYPE_CHECKING:
@@ -119,6 +119,12 @@ class TenantAdmin(TenantScopedAdmin[Tenant]):
     readonly_fields = ["public_key", "recent_fallbacks", "change_history", "created_at", "updated_at"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     prepopulated_fields = {"slug": ["name"]}
+
+    def formfield_for_dbfield(self, db_field: models.Field[Any, Any], request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "agent":  # Brook's kinds and the in-process agents of BROOK_AGENTS, read when asked
+            return forms.ChoiceField(choices=agent_choices(), initial=Agent.DEMO, help_text=db_field.help_text)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     fieldsets = [
         (None, {"fields": ["name", "slug", "public_key", "is_active", "allowed_origins"]}),
         *_SETTINGS_FIELDSETS,

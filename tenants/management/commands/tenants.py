@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models
 
-from tenants.models import Agent, ChangeSource, ServerKey, Tenant
+from tenants.models import Agent, ChangeSource, ServerKey, Tenant, agent_choices
 from tenants.services import (
     EDITABLE_FIELDS,
     server_key_create,
@@ -130,7 +130,7 @@ class Command(BaseCommand):
         create.add_argument("--origins", nargs="*", default=[], metavar="URL", help="Allowed widget origins.")
         create.add_argument("--streaming-percentage", type=int, default=None, metavar="P")
         create.add_argument("--streaming", action="store_true", help="Enable streaming (default on when P > 0).")
-        create.add_argument("--agent", choices=Agent.values, default=Agent.DEMO)
+        create.add_argument("--agent", choices=[name for name, _ in agent_choices()], default=Agent.DEMO)
         actions.add_parser("list", help="List all tenants.")
         change = actions.add_parser("set", help="Change fields: tenants set KEY field=value ...")
         change.add_argument("public_key")
