@@ -26,6 +26,7 @@ def load(**env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # about 2 s or more: make test-fast leaves it out
 def test_debug_defaults_to_sqlite_in_memory_layer_and_local_cache() -> None:
     result = load(DEBUG="1")
 
@@ -38,6 +39,7 @@ def test_debug_defaults_to_sqlite_in_memory_layer_and_local_cache() -> None:
     ]
 
 
+@pytest.mark.slow  # about 2 s or more: make test-fast leaves it out
 def test_database_and_redis_urls_switch_the_backends() -> None:
     result = load(
         DEBUG="0",

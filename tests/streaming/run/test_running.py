@@ -46,6 +46,7 @@ async def wait_for(predicate: Any, *, seconds: float = 10) -> None:
 # --- cancel ---------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # about 2 s or more: make test-fast leaves it out
 async def test_cancel_after_the_first_token_keeps_the_partial_answer(session: SessionInfo, settings: Settings) -> None:
     settings.BROOK_DEMO_TOKENS_PER_SECOND = 20
     client = AsyncClient()
@@ -82,6 +83,7 @@ async def test_cancel_before_the_first_token(session: SessionInfo, settings: Set
     assert (again.status_code, again.json()["outcome"], again.json()["status"]) == (200, "finished", "cancelled")
 
 
+@pytest.mark.slow  # about 2 s or more: make test-fast leaves it out
 async def test_cancel_reaches_a_run_through_the_channel_layer(session: SessionInfo, settings: Settings) -> None:
     """The worker taking the cancel does not run the reply: the stop goes through the layer's run group."""
     settings.BROOK_DEMO_TOKENS_PER_SECOND = 20
@@ -189,6 +191,7 @@ async def test_enqueue_policy_answers_in_order(session: SessionInfo, tenant: Ten
     assert a.finished_at <= b.started_at
 
 
+@pytest.mark.slow  # about 2 s or more: make test-fast leaves it out
 async def test_interrupt_policy_cancels_the_running_reply(
     session: SessionInfo, tenant: Tenant, settings: Settings
 ) -> None:

@@ -49,6 +49,7 @@ async def test_polling_with_the_cursor_sees_every_event_exactly_once(session: Se
     assert events[-1]["data"]["usage"]["completion_tokens"] > 0
 
 
+@pytest.mark.slow  # about 2 s or more: make test-fast leaves it out
 async def test_a_poll_shows_progress_and_the_steps_so_far(session: SessionInfo, settings: Settings) -> None:
     settings.BROOK_DEMO_TOKENS_PER_SECOND = 50
     client = AsyncClient()

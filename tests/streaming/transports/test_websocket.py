@@ -67,6 +67,7 @@ async def test_resume_sends_the_stored_events_after_the_cursor(session: SessionI
     await again.disconnect()
 
 
+@pytest.mark.slow  # about 2 s or more: make test-fast leaves it out
 async def test_cancel_over_the_socket(session: SessionInfo, settings: Settings) -> None:
     settings.BROOK_DEMO_TOKENS_PER_SECOND = 20
     socket = await connect(session)
