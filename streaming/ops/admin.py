@@ -52,10 +52,13 @@ _SETTINGS_FIELDSETS: _FieldsetSpec = [
                 "streaming_percentage",
                 "fallback_delivery",
                 "thought_visibility",
-                "agent",
                 "double_texting",
             ]
         },
+    ),
+    (
+        "Agent (docs/agents.md)",
+        {"fields": ["agent", "agent_url", "agent_signing_secret"]},
     ),
     (
         "Limits",
@@ -116,7 +119,14 @@ class TenantAdmin(TenantScopedAdmin[Tenant]):
     list_filter = ["is_active", "streaming_enabled", "fallback_delivery", "thought_visibility", "agent"]
     search_fields = ["name", "slug", "public_key"]
     actions = ["enable_streaming", "disable_streaming", "set_streaming_percentage"]
-    readonly_fields = ["public_key", "recent_fallbacks", "change_history", "created_at", "updated_at"]
+    readonly_fields = [
+        "public_key",
+        "agent_signing_secret",
+        "recent_fallbacks",
+        "change_history",
+        "created_at",
+        "updated_at",
+    ]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     prepopulated_fields = {"slug": ["name"]}
 

@@ -41,6 +41,8 @@ def tenant_json(tenant: Tenant) -> dict[str, Any]:
         "fallback_delivery": tenant.fallback_delivery,
         "thought_visibility": tenant.thought_visibility,
         "agent": tenant.agent,
+        "agent_url": tenant.agent_url,
+        "agent_signing_secret": tenant.agent_signing_secret,
         "messages_per_minute": tenant.messages_per_minute,
         "tenant_messages_per_minute": tenant.tenant_messages_per_minute,
         "sessions_per_ip_per_minute": tenant.sessions_per_ip_per_minute,
