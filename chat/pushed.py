@@ -10,7 +10,7 @@ sequence numbers (1, 2, 3, … per reply) and Brook's own vocabulary (docs/event
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from chat.events import EventType
 from chat.models import StepKind, StepStatus
@@ -47,6 +47,9 @@ class Pushed:
         return self.type in TERMINAL
 
 
+_V = TypeVar("_V")
+
+
 class InvalidEvent(ValueError):
     """An event that is not in the vocabulary or not of its type's shape; the message says what is wrong."""
 
@@ -70,8 +73,29 @@ def _whole(data: dict[str, Any], name: str, *, required: bool = True) -> int | N
     value = data.get(name)
     if value is None and not required:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > 2**31:
-        raise InvalidEvent(f"{name} must be a whole number ≥ 0")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:
+        raise InvalidEvent(f"{name} must be a whole number from 0 to 2147483647")
+    return value
+
+
+def _storable(value: _V, name: str) -> _V:
+    """``value`` if every string in it, keys included, stores as text in any database: no null characters, no lone
+    surrogates (PostgreSQL's JSON refuses both)."""
+    pending: list[Any] = [value]
+    while pending:  # a loop, not recursion: the parser already bounds the depth, this must not add a limit of its own
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidEvent(f"{name} contains a null character")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidEvent(f"{name} is not valid Unicode") from None
     return value
 
 
@@ -79,7 +103,7 @@ def _object(data: dict[str, Any], name: str) -> dict[str, Any]:
     value = data.get(name, {})
     if not isinstance(value, dict):
         raise InvalidEvent(f"{name} must be an object")
-    return value
+    return _storable(value, name)
 
 
 def _check(kind: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +145,11 @@ def _check(kind: str, data: dict[str, Any]) -> dict[str, Any]:
             raise InvalidEvent("is_error must be true or false")
         if "result" not in data:
             raise InvalidEvent("result is required (any JSON value)")
-        return {"call_id": _text(data, "call_id", limit=200), "result": data["result"], "is_error": is_error}
+        return {
+            "call_id": _text(data, "call_id", limit=200),
+            "result": _storable(data["result"], "result"),
+            "is_error": is_error,
+        }
     if kind == USAGE:
         return {
             "model": _text(data, "model", required=False, limit=200),
@@ -167,7 +195,7 @@ def parse_event(raw: Any, *, seq_required: bool = True) -> Pushed:
     seq = raw.get("seq")
     if seq is None and not seq_required:
         seq = 0
-    elif not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= 2**31:
+    elif not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq < 2**31:
         raise InvalidEvent("seq must be a whole number ≥ 1")
     kind = raw.get("type")
     if kind not in PUSHABLE:

@@ -353,8 +353,8 @@ def _close_step(message_id: uuid.UUID, step: StepClosed) -> None:
     if step.detail is not None:
         changes["detail"] = step.detail
     if step.metadata:
-        row = ThoughtStep.objects.only("metadata").get(message_id=message_id, index=step.index)
-        changes["metadata"] = {**row.metadata, **step.metadata}
+        row = ThoughtStep.objects.only("metadata").filter(message_id=message_id, index=step.index).first()
+        changes["metadata"] = {**(row.metadata if row else {}), **step.metadata}
     ThoughtStep.objects.filter(message_id=message_id, index=step.index).update(**changes)
 
 
@@ -372,6 +372,8 @@ def reply_claim(
         candidates = Message.objects.filter(id=reply_id, status=MessageStatus.QUEUED)
         if agent_key is None:
             candidates = candidates.exclude(session__tenant__agent=AgentKind.EXTERNAL)
+        elif not ServerKey.objects.filter(pk=agent_key.pk, revoked_at__isnull=True, tenant__is_active=True).exists():
+            return None  # revoked (or its tenant deactivated) while it waited: it takes nothing
         else:
             candidates = candidates.filter(
                 session__tenant_id=agent_key.tenant_id, session__tenant__agent=AgentKind.EXTERNAL
@@ -672,7 +674,14 @@ def reply_ingest(*, reply_id: uuid.UUID, agent_key: ServerKey, events: Sequence[
         fresh = [event for event in events if event.seq > reply.agent_seq]
         if not fresh:
             return _held(reply)
+        skipped = len(events) - len(fresh)  # positions in errors count the whole batch
         try:
+            if reply.status != MessageStatus.RUNNING:
+                raise _refuse(
+                    ErrorCode.AGENT_REPLY_ENDED,
+                    f"The reply has ended ({reply.status}); nothing more can be added to it.",
+                    reply_status=reply.status,
+                )
             for offset, event in enumerate(fresh):
                 if event.seq != reply.agent_seq + 1 + offset:
                     expected = reply.agent_seq + 1 + offset
@@ -680,14 +689,9 @@ def reply_ingest(*, reply_id: uuid.UUID, agent_key: ServerKey, events: Sequence[
                         ErrorCode.AGENT_SEQUENCE_GAP,
                         f"Expected seq {expected} next, got {event.seq}.",
                         expected_seq=expected,
+                        position=skipped + offset,
                     )
-            if reply.status != MessageStatus.RUNNING:
-                raise _refuse(
-                    ErrorCode.AGENT_REPLY_ENDED,
-                    f"The reply has ended ({reply.status}); nothing more can be added to it.",
-                    reply_status=reply.status,
-                )
-            stored = _PushedRecording(reply).record(fresh, lease_seconds=lease_seconds)
+            stored = _PushedRecording(reply).record(fresh, lease_seconds=lease_seconds, first_position=skipped)
         except _Refused as refused:
             raise refused.error from None
         return _held(reply, stored)
@@ -703,7 +707,8 @@ class _PushedRecording:
         self.keeps_steps = shows_steps(tenant.thought_visibility)
         self.keeps_reasoning = shows_reasoning(tenant.thought_visibility)
         state = reply.agent_state or {}
-        self.open_steps: dict[str, float] = dict(state.get("open_steps", {}))  # index → start (epoch seconds)
+        # index → {"at": start in epoch seconds, "stored": whether its start is in the log (visibility may change)}
+        self.open_steps: dict[str, dict[str, Any]] = dict(state.get("open_steps", {}))
         self.next_step: int = int(state.get("next_step", 0))
         self.tool_steps: dict[str, int] = dict(state.get("tool_steps", {}))  # call_id → step index
         self.usage: dict[str, Any] = dict(state.get("usage", {}))
@@ -712,27 +717,36 @@ class _PushedRecording:
         self.steps: list[StepOpened | StepClosed] = []
         self.deltas = False
 
-    def record(self, events: Sequence[Pushed], *, lease_seconds: float) -> list[LoggedEvent]:
+    def record(self, events: Sequence[Pushed], *, lease_seconds: float, first_position: int = 0) -> list[LoggedEvent]:
         terminal: Pushed | None = None
-        for position, event in enumerate(events):
+        for position, event in enumerate(events, start=first_position):
             if terminal is not None:
                 raise _refuse(ErrorCode.AGENT_REPLY_ENDED, "Nothing may follow the terminal event.", position=position)
             if event.is_terminal:
                 terminal = event
             else:
                 self._add(event, position)
+        if terminal is not None:  # steps still open end with the reply, in the log too (as Brook's own runs do)
+            leftover = StepStatus.COMPLETED if terminal.type == EventType.MESSAGE_COMPLETED else StepStatus.FAILED
+            for index in sorted(self.open_steps, key=int):
+                self._close(-1, index=int(index), status=leftover, detail=None, metadata={})
         reply = self.reply
         content, reasoning, last_seq = content_from_log(message_id=reply.id)
         content += "".join(d["delta"] for k, d in self.items if k == EventType.TEXT_DELTA)
         reasoning += "".join(d["delta"] for k, d in self.items if k == EventType.REASONING_DELTA)
+        if len(content) + len(reasoning) > MAX_PUSHED_REPLY_CHARACTERS:
+            raise _refuse(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"A reply holds at most {MAX_PUSHED_REPLY_CHARACTERS:,} characters of answer and reasoning.",
+                status=413,
+                max_characters=MAX_PUSHED_REPLY_CHARACTERS,
+            )
         stored: list[LoggedEvent] = []
         if self.items:
             snapshot = Snapshot(seq=last_seq + len(self.items), content=content, reasoning=reasoning)
             stored = log_append(
                 message_id=reply.id, first_seq=last_seq + 1, items=self.items, steps=self.steps, snapshot=snapshot
             )
-        elif self.steps:
-            log_append(message_id=reply.id, first_seq=last_seq + 1, items=[], steps=self.steps)
         if self.deltas and reply.time_to_first_token_ms is None and reply.started_at is not None:
             reply.time_to_first_token_ms = _ms(self.now - reply.started_at)
         reply.agent_seq = events[-1].seq
@@ -800,7 +814,7 @@ class _PushedRecording:
                 raise _refuse(
                     ErrorCode.AGENT_STEP_UNKNOWN, f"No tool call {data['call_id']!r} is running.", position=position
                 )
-            if self.keeps_steps:
+            if self.keeps_steps and self.open_steps.get(str(call_step), {}).get("stored"):
                 self.items.append((kind, {**data, "step": call_step}))
             self._close(
                 position,
@@ -821,7 +835,7 @@ class _PushedRecording:
                 expected_index=self.next_step,
             )
         self.next_step += 1
-        self.open_steps[str(index)] = self.now.timestamp()
+        self.open_steps[str(index)] = {"at": self.now.timestamp(), "stored": self.keeps_steps}
         if self.keeps_steps:
             self.steps.append(StepOpened(index, kind, title, detail, metadata, self.now))
             self.items.append(
@@ -839,11 +853,13 @@ class _PushedRecording:
             )
 
     def _close(self, position: int, *, index: int, status: str, detail: str | None, metadata: dict[str, Any]) -> None:
-        started = self.open_steps.pop(str(index), None)
-        if started is None:
+        opened = self.open_steps.pop(str(index), None)
+        if opened is None:
             raise _refuse(ErrorCode.AGENT_STEP_UNKNOWN, f"Step {index} is not running.", position=position)
-        duration = max(0, round((self.now.timestamp() - started) * 1000))
-        if self.keeps_steps:
+        for call_id in [c for c, step in self.tool_steps.items() if step == index]:
+            del self.tool_steps[call_id]  # a tool call's step closed: its call is over too
+        duration = max(0, round((self.now.timestamp() - opened["at"]) * 1000))
+        if opened["stored"] and self.keeps_steps:
             self.steps.append(StepClosed(index, status, duration, detail, metadata))
             closed: dict[str, Any] = {"index": index, "status": status, "duration_ms": duration}
             if detail is not None:
@@ -904,6 +920,10 @@ class _PushedRecording:
         reply.lease_expires_at = None
         _record_ended_on_commit(reply.id, status, error_code=error_code, now=self.now)
         return [event]
+
+
+# A pushed reply's answer and reasoning together: every push rewrites the content snapshot, so it must stay bounded.
+MAX_PUSHED_REPLY_CHARACTERS = 500_000
 
 
 def _ms(delta: timedelta) -> int:

@@ -38,7 +38,7 @@ class ServerKeyAuthentication(BaseAuthentication):
         return None, key
 
     def authenticate_header(self, request: Request) -> str:
-        return 'Bearer realm="brook-agent"'
+        return 'Bearer realm="brook"'
 
 
 class HasServerKey(BasePermission):

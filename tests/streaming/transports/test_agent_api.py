@@ -13,10 +13,11 @@ from django.test import AsyncClient
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from chat import services
 from chat.models import Event, Message, MessageStatus, ThoughtStep
 from streaming.run.sweeper import sweep_once
-from tenants.models import Agent, Tenant, ThoughtVisibility
-from tenants.services import server_key_create
+from tenants.models import Agent, ServerKey, Tenant, ThoughtVisibility
+from tenants.services import server_key_create, server_key_revoke
 from tests.conftest import SessionInfo
 from tests.streaming.conftest import assert_whole_log, parse_sse, poll_to_end, read_body, stored_log
 
@@ -168,6 +169,23 @@ def test_a_retried_push_is_acknowledged_and_stores_nothing_twice(
             "AGENT_EVENT_INVALID",
         ),
         ([{"seq": n, "type": "text.delta", "data": {"delta": "x"}} for n in range(1, 502)], 413, "PAYLOAD_TOO_LARGE"),
+        (
+            [
+                {
+                    "seq": 1,
+                    "type": "step.started",
+                    "data": {"index": 0, "kind": "thinking", "title": "t", "metadata": {"a": "x\u0000y"}},
+                }
+            ],
+            400,
+            "AGENT_EVENT_INVALID",
+        ),
+        (
+            [{"seq": 1, "type": "tool.call", "data": {"call_id": "c", "name": "n", "arguments": {"\u0000": 1}}}],
+            400,
+            "AGENT_EVENT_INVALID",
+        ),
+        ([{"seq": 1, "type": "usage", "data": {"completion_tokens": 2**31}}], 400, "AGENT_EVENT_INVALID"),
     ],
 )
 def test_a_bad_push_is_a_clear_error_and_stores_nothing(
@@ -193,7 +211,7 @@ def test_a_gap_names_the_seq_expected(api: APIClient, session: SessionInfo, key:
 
     response = agent.push(reply_id, REPLY[3:5])
 
-    assert response.status_code == 409 and response.json()["details"] == {"expected_seq": 3}
+    assert response.status_code == 409 and response.json()["details"] == {"expected_seq": 3, "position": 0}
 
 
 def test_nothing_may_be_added_after_the_end(api: APIClient, session: SessionInfo, key: str) -> None:
@@ -317,3 +335,127 @@ async def test_a_waiting_claim_wakes_when_a_visitor_asks(session: SessionInfo, k
 
 def test_an_empty_claim_is_a_204(key: str) -> None:
     assert Orchestrator(key).claim().status_code == 204
+
+
+def test_a_null_character_deep_in_a_tool_result_is_refused(api: APIClient, session: SessionInfo, key: str) -> None:
+    reply_id = ask(api, session)
+    agent = Orchestrator(key)
+    claimed(agent)
+    agent.push(reply_id, [{**REPLY[3], "seq": 1}])
+
+    response = agent.push(
+        reply_id, [{"seq": 2, "type": "tool.result", "data": {"call_id": "c1", "result": {"k": [["\u0000"]]}}}]
+    )
+
+    assert (response.status_code, response.json()["code"]) == (400, "AGENT_EVENT_INVALID")
+
+
+def test_an_error_names_the_events_position_in_the_whole_batch(api: APIClient, session: SessionInfo, key: str) -> None:
+    reply_id = ask(api, session)
+    agent = Orchestrator(key)
+    claimed(agent)
+    agent.push(reply_id, REPLY[:3])
+
+    response = agent.push(reply_id, [*REPLY[:3], {"seq": 4, "type": "step.completed", "data": {"index": 0}}])
+
+    assert response.json()["code"] == "AGENT_STEP_UNKNOWN" and response.json()["details"]["position"] == 3
+
+
+def test_a_finished_reply_says_so_whatever_seq_comes(api: APIClient, session: SessionInfo, key: str) -> None:
+    reply_id = ask(api, session)
+    agent = Orchestrator(key)
+    claimed(agent)
+    agent.push(reply_id, REPLY)
+
+    response = agent.push(reply_id, [{"seq": 12, "type": "text.delta", "data": {"delta": "late"}}])
+
+    assert response.json()["code"] == "AGENT_REPLY_ENDED"
+
+
+def test_steps_left_open_are_closed_in_the_log_when_the_reply_ends(
+    api: APIClient, session: SessionInfo, key: str
+) -> None:
+    reply_id = ask(api, session)
+    agent = Orchestrator(key)
+    claimed(agent)
+
+    agent.push(reply_id, [REPLY[0], {"seq": 2, "type": "message.failed", "data": {"message": "gave up"}}])
+
+    kinds = [(kind, data.get("index"), data.get("status")) for _, kind, data in stored_log(reply_id)]
+    assert ("step.completed", 0, "failed") in kinds
+    assert kinds[-1][0] == "message.failed"
+    assert list(ThoughtStep.objects.filter(message_id=reply_id).values_list("status", flat=True)) == ["failed"]
+
+
+def test_a_tool_calls_id_is_free_again_once_its_step_was_closed(api: APIClient, session: SessionInfo, key: str) -> None:
+    reply_id = ask(api, session)
+    agent = Orchestrator(key)
+    claimed(agent)
+    agent.push(reply_id, [{**REPLY[3], "seq": 1}, {"seq": 2, "type": "step.completed", "data": {"index": 0}}])
+
+    again = agent.push(reply_id, [{**REPLY[3], "seq": 3}])
+
+    assert again.status_code == 200, again.content
+
+
+def test_visibility_opened_mid_reply_never_logs_the_end_of_a_step_it_hid(
+    api: APIClient, session: SessionInfo, key: str, own_agent_tenant: Tenant
+) -> None:
+    Tenant.objects.filter(pk=own_agent_tenant.pk).update(thought_visibility=ThoughtVisibility.HIDDEN)
+    reply_id = ask(api, session)
+    agent = Orchestrator(key)
+    claimed(agent)
+    agent.push(reply_id, [{**REPLY[0], "seq": 1}, {**REPLY[3], "seq": 2}])
+    Tenant.objects.filter(pk=own_agent_tenant.pk).update(thought_visibility=ThoughtVisibility.FULL)
+
+    pushed = agent.push(
+        reply_id,
+        [
+            {"seq": 3, "type": "tool.result", "data": {"call_id": "c1", "result": "R"}},
+            {"seq": 4, "type": "step.completed", "data": {"index": 0, "metadata": {"note": "done"}}},
+            {"seq": 5, "type": "message.completed"},
+        ],
+    )
+
+    assert pushed.status_code == 200, pushed.content
+    kinds = [kind for _, kind, _ in stored_log(reply_id)]
+    assert not {"step.completed", "tool.result", "step.started"} & set(kinds)
+
+
+def test_a_key_revoked_while_its_claim_waits_takes_nothing(
+    api: APIClient, session: SessionInfo, key: str, own_agent_tenant: Tenant
+) -> None:
+    reply_id = ask(api, session)
+    revoked = ServerKey.objects.get(tenant=own_agent_tenant)
+    server_key_revoke(key=revoked)
+
+    assert services.reply_claim_next(agent_key=revoked, lease_seconds=30) is None
+    assert Message.objects.get(id=reply_id).status == MessageStatus.QUEUED
+
+
+def test_a_reply_cannot_grow_without_bound(api: APIClient, session: SessionInfo, key: str) -> None:
+    reply_id = ask(api, session)
+    agent = Orchestrator(key)
+    claimed(agent)
+    big = "x" * 90_000
+
+    answers = [agent.push(reply_id, [{"seq": n, "type": "text.delta", "data": {"delta": big}}]) for n in range(1, 7)]
+
+    assert [a.status_code for a in answers] == [200] * 5 + [413]
+    assert len(Message.objects.get(id=reply_id).content) == 450_000
+
+
+def test_a_lone_surrogate_deep_in_the_arguments_is_refused(api: APIClient, session: SessionInfo, key: str) -> None:
+    reply_id = ask(api, session)
+    claimed(Orchestrator(key))
+    raw = b'{"events": [{"seq": 1, "type": "tool.call", "data": {"call_id": "c", "name": "n", "arguments": {"a": ["\\udfff"]}}}]}'
+
+    response = APIClient().post(
+        f"/api/v1/agent/replies/{reply_id}/events",
+        raw,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+
+    assert (response.status_code, response.json()["code"]) == (400, "AGENT_EVENT_INVALID")
+    assert Message.objects.get(id=reply_id).agent_seq == 0
