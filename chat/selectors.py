@@ -201,3 +201,31 @@ def replies_in_progress_cursors(*, session_id: uuid.UUID) -> dict[uuid.UUID, int
         session_id=session_id, status__in=[MessageStatus.QUEUED, MessageStatus.RUNNING]
     ).values_list("id", flat=True)
     return {message_id: log_last_seq(message_id=message_id) for message_id in active}
+
+
+def replies_of_own_agents_due(*, now: datetime, stop_grace: timedelta) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Queued or running replies of tenants whose agent is their own that are past their tenant's
+    ``max_stream_seconds`` (queued since, or running since), or asked to stop ``stop_grace`` ago: (reply id, session
+    id), oldest first, for the sweeper (one query; ``chat.services.reply_time_out`` ends each)."""
+    rows = (
+        Message.objects.filter(
+            session__tenant__agent=Agent.EXTERNAL, status__in=[MessageStatus.QUEUED, MessageStatus.RUNNING]
+        )
+        .order_by("created_at")
+        .values_list(
+            "id",
+            "session_id",
+            "status",
+            "created_at",
+            "started_at",
+            "cancel_requested_at",
+            "session__tenant__max_stream_seconds",
+        )
+    )
+    due = []
+    for reply_id, session_id, status, created_at, started_at, cancel_requested_at, seconds in rows[:1000]:
+        since = created_at if status == MessageStatus.QUEUED else (started_at or created_at)
+        stopped = cancel_requested_at is not None and cancel_requested_at < now - stop_grace
+        if since < now - timedelta(seconds=seconds) or (status == MessageStatus.RUNNING and stopped):
+            due.append((reply_id, session_id))
+    return due

@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, Max, OuterRef
+from django.db.models import Exists, Max, OuterRef, QuerySet
 from django.utils import timezone
 
 from chat.events import EventType, LoggedEvent
@@ -522,39 +522,97 @@ INTERRUPTED_MESSAGE = "The worker running this reply stopped; the reply was inte
 
 def reply_interrupt(*, reply_id: uuid.UUID, now: datetime) -> LoggedEvent | None:
     """Sweep a running reply whose lease lapsed: interrupted, content rebuilt from its log, a terminal event."""
+    return _end_from_outside(
+        Message.objects.filter(id=reply_id, status=MessageStatus.RUNNING, lease_expires_at__lt=now),
+        now=now,
+        status=MessageStatus.INTERRUPTED,
+        error_code=ErrorCode.RUN_INTERRUPTED,
+        error_message=INTERRUPTED_MESSAGE,
+    )
+
+
+def reply_time_out(*, reply_id: uuid.UUID, now: datetime, waited: bool = False) -> LoggedEvent | None:
+    """End a reply of a tenant's own agent (``external``) that its agent did not finish in time, as Brook's runner
+    ends its own (docs/agents.md, "Time limits"): queued past the tenant's ``max_stream_seconds`` with no agent
+    claiming it (``AGENT_UNAVAILABLE``), running past it (``STREAM_004``), or asked to stop ``STOP_GRACE`` ago and
+    still running (cancelled). ``waited``: the caller waited the limit out already (batch mode), so an unfinished
+    reply is past it whatever its timestamps. None if it is not such a reply (any more)."""
+    reply = (
+        Message.objects.filter(id=reply_id, session__tenant__agent=AgentKind.EXTERNAL)
+        .select_related("session__tenant")
+        .first()
+    )
+    if reply is None:
+        return None
+    limit = timedelta(seconds=reply.session.tenant.max_stream_seconds)
+    if reply.status == MessageStatus.QUEUED and (waited or reply.created_at < now - limit):
+        return _end_from_outside(
+            Message.objects.filter(id=reply_id, status=MessageStatus.QUEUED),
+            now=now,
+            status=MessageStatus.FAILED,
+            error_code=ErrorCode.AGENT_UNAVAILABLE,
+            error_message="No agent took up this reply in time.",
+        )
+    running = Message.objects.filter(id=reply_id, status=MessageStatus.RUNNING)
+    if (
+        reply.status == MessageStatus.RUNNING
+        and reply.cancel_requested_at
+        and reply.cancel_requested_at < now - STOP_GRACE
+    ):
+        return _end_from_outside(running, now=now, status=MessageStatus.CANCELLED, reason="cancelled by the visitor")
+    if reply.status == MessageStatus.RUNNING and (waited or (reply.started_at and reply.started_at < now - limit)):
+        return _end_from_outside(
+            running,
+            now=now,
+            status=MessageStatus.FAILED,
+            error_code=ErrorCode.STREAM_TIMEOUT,
+            error_message=f"The reply took longer than {limit.seconds} s and was stopped.",
+        )
+    return None
+
+
+# How long a tenant's own agent has to end a reply after Stop before Brook ends it (cancelled) without it.
+STOP_GRACE = timedelta(seconds=10)
+
+
+def _end_from_outside(
+    claim: QuerySet[Message],
+    *,
+    now: datetime,
+    status: MessageStatus,
+    error_code: str = "",
+    error_message: str = "",
+    reason: str = "",
+) -> LoggedEvent | None:
+    """End the reply ``claim`` selects (a conditional update: it must still be as the caller saw it) from outside
+    its agent: ``status``, content rebuilt from its log, running steps failed, one terminal event."""
+    reply_id = claim.values_list("id", flat=True).first()
+    if reply_id is None:
+        return None
     try:
         with transaction.atomic():
-            swept = Message.objects.filter(id=reply_id, status=MessageStatus.RUNNING, lease_expires_at__lt=now).update(
-                status=MessageStatus.INTERRUPTED,
-                error_code=ErrorCode.RUN_INTERRUPTED,
-                error_message=INTERRUPTED_MESSAGE,
+            ended = claim.update(
+                status=status,
+                error_code=error_code,
+                error_message=error_message,
                 lease_expires_at=None,
                 finished_at=now,
                 updated_at=now,
             )
-            if not swept:
+            if not ended:
                 return None
             content, reasoning, last_seq = content_from_log(message_id=reply_id)
             Message.objects.filter(id=reply_id).update(content=content, reasoning=reasoning, snapshot_seq=last_seq)
             ThoughtStep.objects.filter(message_id=reply_id, status=StepStatus.RUNNING).update(status=StepStatus.FAILED)
-            (event,) = _insert(
-                reply_id,
-                last_seq + 1,
-                [
-                    (
-                        EventType.MESSAGE_FAILED,
-                        {
-                            "code": ErrorCode.RUN_INTERRUPTED,
-                            "message": INTERRUPTED_MESSAGE,
-                            "content": content,
-                            "reasoning": reasoning,
-                        },
-                    )
-                ],
-            )
-            _record_ended_on_commit(reply_id, MessageStatus.INTERRUPTED, error_code=ErrorCode.RUN_INTERRUPTED, now=now)
+            data: dict[str, Any] = {"content": content, "reasoning": reasoning}
+            if status == MessageStatus.CANCELLED:
+                kind, data = EventType.MESSAGE_CANCELLED, data | {"reason": reason}
+            else:
+                kind, data = EventType.MESSAGE_FAILED, data | {"code": error_code, "message": error_message}
+            (event,) = _insert(reply_id, last_seq + 1, [(kind, data)])
+            _record_ended_on_commit(reply_id, status, error_code=error_code, now=now)
     except IntegrityError:
-        return None  # the runner is alive after all and wrote first; the next sweep looks again
+        return None  # its runner or agent wrote first; the next sweep looks again
     return event
 
 

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
+
 from chat.models import ChatSession, Delivery
-from chat.services import Submitted, message_submit
+from chat.services import Submitted, message_submit, reply_time_out
 from core.db_bridge import db
 from streaming.live import fanout
 from streaming.run import runner
@@ -34,6 +36,9 @@ async def send_message(
             await fanout.announce_queued(tenant_id=tenant.pk)
         if delivery == Delivery.BATCH:
             await runner.wait_until_finished(submitted.reply.id, seconds=tenant.max_stream_seconds)
+            # Waited the limit out: a reply its agent has not finished ends now, as the sweeper would end it.
+            ended = await db(reply_time_out)(reply_id=submitted.reply.id, now=timezone.now(), waited=True)
+            await fanout.publish([ended] if ended else [], session_id=session.id)
     elif delivery == Delivery.BATCH:
         await runner.run_until_finished(submitted.reply.id)
     else:

@@ -1,4 +1,5 @@
-"""The sweeper: ends replies whose worker died, restarts stalled queues, and compacts expired logs.
+"""The sweeper: ends replies whose worker died, ends replies of tenants' own agents past their time limit, restarts
+stalled queues, and compacts expired logs.
 
 Every worker runs one (``config/asgi.py`` starts it with the first request); ``manage.py brook_sweeper`` runs it as a
 process of its own. There is no single point of failure and no coordination: every change is a conditional update
@@ -34,6 +35,7 @@ COMPACT_EVERY = timedelta(minutes=10)
 @dataclass
 class SweepReport:
     interrupted: int = 0
+    timed_out: int = 0  # replies of tenants' own agents past a time limit or an ignored Stop
     restarted: int = 0
     compacted: int = 0
 
@@ -50,6 +52,11 @@ async def sweep_once(*, now: datetime | None = None, compact: bool = True) -> Sw
         logger.warning("Reply %s lost its worker; marked interrupted", reply_id)
         await fanout.publish([event], session_id=session_id)
         await runner.start_next_in_session(session_id)
+    for reply_id, session_id in await db(selectors.replies_of_own_agents_due)(now=now, stop_grace=services.STOP_GRACE):
+        event = await db(services.reply_time_out)(reply_id=reply_id, now=now)
+        if event is not None:
+            report.timed_out += 1
+            await fanout.publish([event], session_id=session_id)
     for reply_id in await db(selectors.replies_stalled_in_queue)(now=now, after=STALLED_QUEUE_AFTER):
         runner.start_detached(reply_id)
         report.restarted += 1

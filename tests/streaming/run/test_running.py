@@ -330,7 +330,7 @@ def test_the_sweeper_command_runs_one_pass(tenant: Tenant) -> None:
 
     call_command("brook_sweeper", "--once", stdout=out)
 
-    assert json.loads(out.getvalue()) == {"interrupted": 1, "restarted": 0, "compacted": 0}
+    assert json.loads(out.getvalue()) == {"interrupted": 1, "timed_out": 0, "restarted": 0, "compacted": 0}
     reply.refresh_from_db()
     assert reply.status == MessageStatus.INTERRUPTED
 

@@ -255,7 +255,7 @@ def test_outsiders_and_other_keys_find_no_reply_to_claim_or_push(
 
 def test_brooks_runner_leaves_a_tenants_own_agent_replies_alone(api: APIClient, session: SessionInfo, key: str) -> None:
     reply_id = ask(api, session)
-    async_to_sync(sweep_once)(now=timezone.now() + timedelta(minutes=5))  # would restart a stalled Brook reply
+    async_to_sync(sweep_once)(now=timezone.now() + timedelta(seconds=20))  # would restart a stalled Brook reply
 
     assert Message.objects.get(id=reply_id).status == MessageStatus.QUEUED
     assert [kind for _, kind, _ in stored_log(reply_id)] == ["message.started"]
@@ -448,7 +448,10 @@ def test_a_reply_cannot_grow_without_bound(api: APIClient, session: SessionInfo,
 def test_a_lone_surrogate_deep_in_the_arguments_is_refused(api: APIClient, session: SessionInfo, key: str) -> None:
     reply_id = ask(api, session)
     claimed(Orchestrator(key))
-    raw = b'{"events": [{"seq": 1, "type": "tool.call", "data": {"call_id": "c", "name": "n", "arguments": {"a": ["\\udfff"]}}}]}'
+    raw = (
+        b'{"events": [{"seq": 1, "type": "tool.call", '
+        b'"data": {"call_id": "c", "name": "n", "arguments": {"a": ["\\udfff"]}}}]}'
+    )
 
     response = APIClient().post(
         f"/api/v1/agent/replies/{reply_id}/events",
@@ -459,3 +462,65 @@ def test_a_lone_surrogate_deep_in_the_arguments_is_refused(api: APIClient, sessi
 
     assert (response.status_code, response.json()["code"]) == (400, "AGENT_EVENT_INVALID")
     assert Message.objects.get(id=reply_id).agent_seq == 0
+
+
+# --- Time limits: a tenant's own agent is held to them as Brook's runs are ----------------------------------------
+
+
+def test_a_reply_no_agent_claims_in_time_fails(api: APIClient, session: SessionInfo, key: str) -> None:
+    reply_id = ask(api, session)
+    tenant_limit = Message.objects.get(id=reply_id).session.tenant.max_stream_seconds
+
+    async_to_sync(sweep_once)(now=timezone.now() + timedelta(seconds=tenant_limit - 1))
+    still = Message.objects.get(id=reply_id).status
+    async_to_sync(sweep_once)(now=timezone.now() + timedelta(seconds=tenant_limit + 1))
+
+    reply = Message.objects.get(id=reply_id)
+    assert still == MessageStatus.QUEUED
+    assert (reply.status, reply.error_code) == ("failed", "AGENT_UNAVAILABLE")
+    assert stored_log(reply_id)[-1][1] == "message.failed"
+
+
+def test_a_reply_running_past_the_tenants_limit_fails_with_stream_004(
+    api: APIClient, session: SessionInfo, key: str, own_agent_tenant: Tenant
+) -> None:
+    Tenant.objects.filter(pk=own_agent_tenant.pk).update(max_stream_seconds=5)
+    reply_id = ask(api, session)
+    agent = Orchestrator(key)
+    claimed(agent)
+    agent.push(reply_id, [{**REPLY[5], "seq": 1}])
+
+    async_to_sync(sweep_once)(now=timezone.now() + timedelta(seconds=6))  # within the lease: not an interruption
+    late = agent.push(reply_id, [{**REPLY[6], "seq": 2}])
+
+    reply = Message.objects.get(id=reply_id)
+    assert (reply.status, reply.error_code, reply.content) == ("failed", "STREAM_004", "Your parcel ")
+    assert late.json()["code"] == "AGENT_REPLY_ENDED"
+
+
+def test_a_stop_the_agent_ignores_ends_the_reply_anyway(api: APIClient, session: SessionInfo, key: str) -> None:
+    reply_id = ask(api, session)
+    agent = Orchestrator(key)
+    claimed(agent)
+    agent.push(reply_id, [{**REPLY[5], "seq": 1}])
+    api.post(f"/api/v1/messages/{reply_id}/cancel", **session.auth)
+
+    async_to_sync(sweep_once)(now=timezone.now() + timedelta(seconds=3))
+    grace = Message.objects.get(id=reply_id).status
+    async_to_sync(sweep_once)(now=timezone.now() + timedelta(seconds=11))
+
+    reply = Message.objects.get(id=reply_id)
+    assert grace == MessageStatus.RUNNING  # the agent had its chance to end it itself
+    assert (reply.status, reply.content) == ("cancelled", "Your parcel ")
+    assert stored_log(reply_id)[-1][1] == "message.cancelled"
+
+
+def test_batch_mode_waits_for_the_agent_then_gives_up_at_the_limit(
+    api: APIClient, session: SessionInfo, key: str, own_agent_tenant: Tenant
+) -> None:
+    Tenant.objects.filter(pk=own_agent_tenant.pk).update(max_stream_seconds=1)
+
+    response = api.post(session.messages_url, {"content": QUESTION, "mode": "batch"}, format="json", **session.auth)
+
+    assert response.status_code == 200
+    assert (response.json()["status"], response.json()["error"]["code"]) == ("failed", "AGENT_UNAVAILABLE")
