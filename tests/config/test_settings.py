@@ -74,6 +74,14 @@ def test_database_and_redis_urls_switch_the_backends() -> None:
         ({"DEBUG": "1", "BROOK_HTTPS": "sometimes"}, "BROOK_HTTPS='sometimes' is not a boolean"),
         ({"DEBUG": "1", "BROOK_METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,office"}, "'office' is not a network"),
         ({"DEBUG": "1", "BROOK_DB_THREADS": "1000"}, "BROOK_DB_THREADS=1000"),
+        ({"DEBUG": "1", "BROOK_AGENTS": "support"}, "BROOK_AGENTS: 'support' is not name=package.module.Agent"),
+        ({"DEBUG": "1", "BROOK_AGENTS": "Big=a.b.C"}, "BROOK_AGENTS: 'Big=a.b.C' is not"),
+        ({"DEBUG": "1", "BROOK_AGENTS": "demo=a.b.C"}, "the agent name 'demo' is taken"),
+        ({"DEBUG": "1", "BROOK_AGENTS": "x=a.b.C,x=a.b.D"}, "the agent name 'x' is taken"),
+        (
+            {"DEBUG": "1", "BROOK_AGENTS": "x=sync:no.such.module.f"},
+            "BROOK_AGENTS: 'sync:no.such.module.f' does not import",
+        ),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(env: dict[str, str], message: str) -> None:
