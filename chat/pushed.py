@@ -60,13 +60,7 @@ def _text(data: dict[str, Any], name: str, *, required: bool = True, limit: int 
         raise InvalidEvent(f"{name} must be a{' non-empty' if required else ''} string")
     if len(value) > limit:
         raise InvalidEvent(f"{name} is longer than {limit} characters")
-    if "\x00" in value:
-        raise InvalidEvent(f"{name} contains a null character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidEvent(f"{name} is not valid Unicode") from None
-    return value
+    return _storable(value, name)
 
 
 def _whole(data: dict[str, Any], name: str, *, required: bool = True) -> int | None:

@@ -74,6 +74,17 @@ def ask(api: APIClient, session: SessionInfo, content: str = QUESTION) -> str:
     return str(response.json()["id"])
 
 
+def answering(api: APIClient, session: SessionInfo, key: str, *first: dict[str, Any]) -> tuple[str, Orchestrator]:
+    """A visitor's reply, claimed by an orchestrator that has pushed ``first`` (renumbered 1, 2, …)."""
+    reply_id = ask(api, session)
+    agent = Orchestrator(key)
+    claimed(agent)
+    if first:
+        pushed = agent.push(reply_id, [{**event, "seq": n} for n, event in enumerate(first, start=1)])
+        assert pushed.status_code == 200, pushed.content
+    return reply_id, agent
+
+
 def claimed(agent: Orchestrator) -> dict[str, Any]:
     response = agent.claim()
     assert response.status_code == 200, response.content
@@ -262,10 +273,7 @@ def test_brooks_runner_leaves_a_tenants_own_agent_replies_alone(api: APIClient, 
 
 
 def test_stop_reaches_the_agent_and_its_cancel_ends_the_reply(api: APIClient, session: SessionInfo, key: str) -> None:
-    reply_id = ask(api, session)
-    agent = Orchestrator(key)
-    claimed(agent)
-    agent.push(reply_id, [{**REPLY[5], "seq": 1}])
+    reply_id, agent = answering(api, session, key, REPLY[5])
 
     stop = api.post(f"/api/v1/messages/{reply_id}/cancel", **session.auth)
     beat = agent.heartbeat(reply_id)
@@ -281,10 +289,7 @@ def test_stop_reaches_the_agent_and_its_cancel_ends_the_reply(api: APIClient, se
 
 
 def test_a_silent_agent_loses_the_reply_to_the_sweeper(api: APIClient, session: SessionInfo, key: str) -> None:
-    reply_id = ask(api, session)
-    agent = Orchestrator(key)
-    claimed(agent)
-    agent.push(reply_id, [{**REPLY[5], "seq": 1}])
+    reply_id, agent = answering(api, session, key, REPLY[5])
 
     async_to_sync(sweep_once)(now=timezone.now() + timedelta(minutes=5))
     late = agent.push(reply_id, [{**REPLY[6], "seq": 2}])
@@ -338,10 +343,7 @@ def test_an_empty_claim_is_a_204(key: str) -> None:
 
 
 def test_a_null_character_deep_in_a_tool_result_is_refused(api: APIClient, session: SessionInfo, key: str) -> None:
-    reply_id = ask(api, session)
-    agent = Orchestrator(key)
-    claimed(agent)
-    agent.push(reply_id, [{**REPLY[3], "seq": 1}])
+    reply_id, agent = answering(api, session, key, REPLY[3])
 
     response = agent.push(
         reply_id, [{"seq": 2, "type": "tool.result", "data": {"call_id": "c1", "result": {"k": [["\u0000"]]}}}]
@@ -485,10 +487,7 @@ def test_a_reply_running_past_the_tenants_limit_fails_with_stream_004(
     api: APIClient, session: SessionInfo, key: str, own_agent_tenant: Tenant
 ) -> None:
     Tenant.objects.filter(pk=own_agent_tenant.pk).update(max_stream_seconds=5)
-    reply_id = ask(api, session)
-    agent = Orchestrator(key)
-    claimed(agent)
-    agent.push(reply_id, [{**REPLY[5], "seq": 1}])
+    reply_id, agent = answering(api, session, key, REPLY[5])
 
     async_to_sync(sweep_once)(now=timezone.now() + timedelta(seconds=6))  # within the lease: not an interruption
     late = agent.push(reply_id, [{**REPLY[6], "seq": 2}])
@@ -499,10 +498,7 @@ def test_a_reply_running_past_the_tenants_limit_fails_with_stream_004(
 
 
 def test_a_stop_the_agent_ignores_ends_the_reply_anyway(api: APIClient, session: SessionInfo, key: str) -> None:
-    reply_id = ask(api, session)
-    agent = Orchestrator(key)
-    claimed(agent)
-    agent.push(reply_id, [{**REPLY[5], "seq": 1}])
+    reply_id, _agent = answering(api, session, key, REPLY[5])
     api.post(f"/api/v1/messages/{reply_id}/cancel", **session.auth)
 
     async_to_sync(sweep_once)(now=timezone.now() + timedelta(seconds=3))
