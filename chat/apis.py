@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,11 +17,11 @@ from chat.serializers import SessionSerializer
 from chat.tokens import TokenKind, session_token_issue
 from core.errors import ApiError, ErrorCode
 from core.limits import Rate, client_ip, rate_check
-from core.serializers import ErrorSerializer, TextField
+from core.serializers import TextField, error_responses
 from tenants.rollout import SESSION_DELIVERIES
 from tenants.selectors import tenant_get_active
 
-_ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 404, 409, 429)}
+_ERRORS = error_responses(400, 401, 404, 409, 429)
 
 
 class StreamTokenSerializer(serializers.Serializer[Any]):

@@ -673,7 +673,8 @@ class Held:
     events: list[LoggedEvent] = field(default_factory=list)
 
 
-def _held(reply: Message, events: list[LoggedEvent] | None = None) -> Held:
+def held(reply: Message, events: list[LoggedEvent] | None = None) -> Held:
+    """Where ``reply`` stands for the agent that holds it."""
     return Held(
         reply_id=reply.id,
         session_id=reply.session_id,
@@ -706,16 +707,12 @@ def reply_heartbeat(*, reply_id: uuid.UUID, agent_key: ServerKey, lease_seconds:
         if reply.status == MessageStatus.RUNNING:
             reply.lease_expires_at = timezone.now() + timedelta(seconds=lease_seconds)
             reply.save(update_fields=["lease_expires_at"])
-        return _held(reply)
+        return held(reply)
 
 
-class _Refused(Exception):
-    def __init__(self, error: ApiError) -> None:
-        self.error = error
-
-
-def _refuse(code: ErrorCode, message: str, *, status: int = 409, **details: Any) -> _Refused:
-    return _Refused(ApiError(code, message, status_code=status, details=details or None))
+def _refuse(code: ErrorCode, message: str, *, status: int = 409, **details: Any) -> ApiError:
+    """A refused push: raised inside the push's transaction, so nothing of it is stored."""
+    return ApiError(code, message, status_code=status, details=details or None)
 
 
 def reply_ingest(*, reply_id: uuid.UUID, agent_key: ServerKey, events: Sequence[Pushed], lease_seconds: float) -> Held:
@@ -731,28 +728,25 @@ def reply_ingest(*, reply_id: uuid.UUID, agent_key: ServerKey, events: Sequence[
         reply = _lock_held(reply_id=reply_id, agent_key=agent_key)
         fresh = [event for event in events if event.seq > reply.agent_seq]
         if not fresh:
-            return _held(reply)
+            return held(reply)
         skipped = len(events) - len(fresh)  # positions in errors count the whole batch
-        try:
-            if reply.status != MessageStatus.RUNNING:
+        if reply.status != MessageStatus.RUNNING:
+            raise _refuse(
+                ErrorCode.AGENT_REPLY_ENDED,
+                f"The reply has ended ({reply.status}); nothing more can be added to it.",
+                reply_status=reply.status,
+            )
+        for offset, event in enumerate(fresh):
+            if event.seq != reply.agent_seq + 1 + offset:
+                expected = reply.agent_seq + 1 + offset
                 raise _refuse(
-                    ErrorCode.AGENT_REPLY_ENDED,
-                    f"The reply has ended ({reply.status}); nothing more can be added to it.",
-                    reply_status=reply.status,
+                    ErrorCode.AGENT_SEQUENCE_GAP,
+                    f"Expected seq {expected} next, got {event.seq}.",
+                    expected_seq=expected,
+                    position=skipped + offset,
                 )
-            for offset, event in enumerate(fresh):
-                if event.seq != reply.agent_seq + 1 + offset:
-                    expected = reply.agent_seq + 1 + offset
-                    raise _refuse(
-                        ErrorCode.AGENT_SEQUENCE_GAP,
-                        f"Expected seq {expected} next, got {event.seq}.",
-                        expected_seq=expected,
-                        position=skipped + offset,
-                    )
-            stored = _PushedRecording(reply).record(fresh, lease_seconds=lease_seconds, first_position=skipped)
-        except _Refused as refused:
-            raise refused.error from None
-        return _held(reply, stored)
+        stored = _PushedRecording(reply).record(fresh, lease_seconds=lease_seconds, first_position=skipped)
+        return held(reply, stored)
 
 
 class _PushedRecording:

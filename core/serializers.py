@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 
@@ -24,3 +25,8 @@ class ErrorSerializer(serializers.Serializer[Any]):
 
     code = serializers.CharField()
     message = serializers.CharField()
+
+
+def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    """The OpenAPI ``responses`` entries of a route's error statuses, each Brook's error body."""
+    return {status: OpenApiResponse(ErrorSerializer) for status in statuses}

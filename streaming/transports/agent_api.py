@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,7 +23,7 @@ from chat.access import parse_uuid
 from chat.pushed import parse_push
 from core.db_bridge import db, wait_released
 from core.errors import ErrorCode
-from core.serializers import ErrorSerializer
+from core.serializers import error_responses
 from streaming.live import fanout
 from tenants.access import ServerKeyAPIView
 from tenants.models import ServerKey
@@ -33,7 +33,7 @@ MAX_CLAIM_WAIT_SECONDS = 25.0
 # another agent took first).
 CLAIM_RECHECK_SECONDS = 1.0
 
-_ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413)}
+_ERRORS = error_responses(400, 401, 403, 404, 409, 413)
 
 
 def _lease_seconds() -> float:
@@ -95,7 +95,7 @@ class ClaimApi(ServerKeyAPIView):
         wait_released(fanout.publish)([status_event], session_id=reply.session_id)
         conversation = selectors.conversation_before(reply=reply)
         body = {
-            **held_body(services.Held(reply.id, reply.session_id, reply.status, 0, False, reply.lease_expires_at)),
+            **held_body(services.held(reply)),
             "session_id": str(reply.session_id),
             "reply_to": str(reply.reply_to_id),
             "lease_seconds": _lease_seconds(),

@@ -37,7 +37,7 @@ from chat.visibility import redact_events
 from core import metrics
 from core.db_bridge import db, release_request_thread, wait_released
 from core.errors import ApiError, ErrorCode
-from core.serializers import ErrorSerializer, TextField
+from core.serializers import ErrorSerializer, TextField, error_responses
 from streaming.live.reader import check_cursor, stored_after, wait_for_events
 from streaming.run import runner
 from streaming.run.send import send_message
@@ -46,7 +46,7 @@ from streaming.transports.sse import send_and_stream, sse_response
 
 MAX_WAIT_SECONDS = 25.0
 
-_ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 404, 409, 429)}
+_ERRORS = error_responses(400, 401, 404, 409, 429)
 
 View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
 
